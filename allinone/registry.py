@@ -1,0 +1,57 @@
+"""Name -> class registries, so a config names a component by string (`name: VisionTransformer`)."""
+
+
+class Registry:
+    """A named table of components; `@REG.register()` on a class adds it under its own name (or an alias)."""
+
+    def __init__(self, name):
+        self.name = name
+        self._table = {}
+
+    def register(self, obj=None, *, name=None):
+        """Use as `@REG.register()`, `@REG.register(name='Alias')` or `REG.register(cls)`."""
+        def add(item):
+            key = name or item.__name__
+            if key in self._table and self._table[key] is not item:
+                raise KeyError(f"{self.name} registry: '{key}' is already registered to {self._table[key]!r}")
+            self._table[key] = item
+            return item
+
+        return add(obj) if obj is not None else add
+
+    def get(self, name):
+        if name not in self._table:
+            raise KeyError(f"{self.name} registry has no '{name}'; registered: {sorted(self._table)}")
+        return self._table[name]
+
+    def build(self, cfg, **extra):
+        """Instantiate from a mapping with a `name` key; the other keys (and `extra`) are constructor arguments."""
+        if not isinstance(cfg, dict) or "name" not in cfg:
+            raise KeyError(f"{self.name} config needs a 'name' key, got {cfg!r}")
+        kwargs = {k: v for k, v in cfg.items() if k != "name"}
+        kwargs.update(extra)
+        cls = self.get(cfg["name"])
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise TypeError(f"building {self.name} '{cfg['name']}': {err}") from None
+
+    def __contains__(self, name):
+        return name in self._table
+
+    def __iter__(self):
+        return iter(sorted(self._table))
+
+    def __len__(self):
+        return len(self._table)
+
+    def __repr__(self):
+        return f"Registry({self.name}: {sorted(self._table)})"
+
+
+BACKBONES = Registry("BACKBONES")
+HEADS = Registry("HEADS")
+DATASETS = Registry("DATASETS")
+EVALUATORS = Registry("EVALUATORS")
+SAMPLERS = Registry("SAMPLERS")
+LOSSES = Registry("LOSSES")

@@ -1,0 +1,69 @@
+"""Process set-up shared by every entry point: CPU threads, seeds, device, distributed rank.
+
+Paddle on CPU runs one thread unless told otherwise, and importing Paddle drops faiss to one thread: call
+`configure_threads()` before importing paddle and `configure_faiss_threads()` after it.
+"""
+import os
+import random
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def default_num_threads():
+    """CPU threads per process: all cores shared between the processes of a local multi-process launch."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", os.environ.get("PADDLE_TRAINERS_NUM", "1")) or 1)
+    return max(1, cores // max(1, local_procs))
+
+
+def configure_threads(num_threads=None):
+    """Set the OpenMP/MKL thread count for this process (before paddle is imported). Keeps a user's explicit
+    OMP_NUM_THREADS unless `num_threads` is given. Returns the count in force."""
+    if num_threads is None:
+        num_threads = int(os.environ.get("OMP_NUM_THREADS") or default_num_threads())
+    for var in THREAD_VARS:
+        os.environ[var] = str(num_threads)
+    return num_threads
+
+
+def configure_faiss_threads(num_threads=None):
+    """faiss keeps its own OpenMP pool, which importing paddle shrinks to one thread: set it back."""
+    import faiss
+
+    faiss.omp_set_num_threads(int(num_threads or os.environ.get("OMP_NUM_THREADS") or default_num_threads()))
+
+
+def seed_everything(seed, rank=0):
+    """Seed python, numpy and paddle in one place; ranks get distinct but reproducible streams."""
+    import numpy as np
+    import paddle
+
+    seed = int(seed) + int(rank)
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    paddle.seed(seed)
+    return seed
+
+
+def get_rank():
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0"))
+
+
+def get_world_size():
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+
+
+def resolve_device(device="auto"):
+    """'auto' -> 'gpu' when Paddle was built with CUDA and sees a GPU, else 'cpu'. Sets paddle's device."""
+    import paddle
+
+    if device in (None, "auto"):
+        device = "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
+    if device not in ("cpu", "gpu") and not device.startswith("gpu:"):
+        raise ValueError(f"device must be cpu, gpu or auto, got '{device}'")
+    if device.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
+        raise RuntimeError("device 'gpu' requested but this Paddle build has no CUDA (install paddlepaddle-gpu)")
+    if device == "gpu" and get_world_size() > 1:
+        device = f"gpu:{int(os.environ.get('FLAGS_selected_gpus', os.environ.get('PADDLE_LOCAL_RANK', 0)))}"
+    paddle.set_device(device)
+    return device

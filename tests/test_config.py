@@ -1,0 +1,160 @@
+"""The YAML config loader: inheritance, overrides and every error case names the key and the file."""
+import os
+
+import pytest
+
+from allinone.config import Config, ConfigError, load_config
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_nested_values_are_attributes(tmp_path):
+    cfg = load_config(write(tmp_path, "a.yaml", "Model:\n  backbone:\n    depth: 24\n"))
+    assert cfg.Model.backbone.depth == 24
+    assert cfg["Model"]["backbone"]["depth"] == 24
+    assert isinstance(cfg.Model, Config)
+
+
+def test_missing_attribute_names_the_key_and_file(tmp_path):
+    path = write(tmp_path, "a.yaml", "Model: {depth: 1}\n")
+    cfg = load_config(path)
+    with pytest.raises(AttributeError, match="width"):
+        cfg.Model.width
+    with pytest.raises(AttributeError, match="a.yaml"):
+        cfg.Model.width
+
+
+def test_child_extends_base_and_merges_dicts(tmp_path):
+    write(tmp_path, "base.yaml", "Model:\n  depth: 24\n  dim: 1024\nGlobal:\n  seed: 1\n")
+    child = write(tmp_path, "child.yaml", "_base_: base.yaml\nModel:\n  depth: 2\n")
+    cfg = load_config(child)
+    assert cfg.Model.depth == 2
+    assert cfg.Model.dim == 1024
+    assert cfg.Global.seed == 1
+    assert "_base_" not in cfg
+
+
+def test_several_bases_apply_in_order(tmp_path):
+    write(tmp_path, "one.yaml", "a: 1\nb: 1\n")
+    write(tmp_path, "two.yaml", "b: 2\nc: 2\n")
+    cfg = load_config(write(tmp_path, "top.yaml", "_base_: [one.yaml, two.yaml]\nc: 3\n"))
+    assert (cfg.a, cfg.b, cfg.c) == (1, 2, 3)
+
+
+def test_base_paths_are_relative_to_the_including_file(tmp_path):
+    write(tmp_path, "common/base.yaml", "x: 1\n")
+    write(tmp_path, "common/mid.yaml", "_base_: base.yaml\ny: 2\n")
+    cfg = load_config(write(tmp_path, "exp/top.yaml", "_base_: ../common/mid.yaml\nz: 3\n"))
+    assert (cfg.x, cfg.y, cfg.z) == (1, 2, 3)
+
+
+def test_lists_are_replaced_not_merged(tmp_path):
+    write(tmp_path, "base.yaml", "size: [384, 384]\n")
+    cfg = load_config(write(tmp_path, "c.yaml", "_base_: base.yaml\nsize: [32]\n"))
+    assert cfg.size == [32]
+
+
+def test_missing_base_file_is_an_error_naming_both_files(tmp_path):
+    child = write(tmp_path, "child.yaml", "_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert "nowhere.yaml" in str(err.value) and "child.yaml" in str(err.value)
+
+
+def test_circular_base_is_an_error(tmp_path):
+    write(tmp_path, "a.yaml", "_base_: b.yaml\n")
+    write(tmp_path, "b.yaml", "_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(str(tmp_path / "a.yaml"))
+
+
+def test_type_mismatch_against_base_names_key_and_file(tmp_path):
+    write(tmp_path, "base.yaml", "Model:\n  depth: 24\n")
+    child = write(tmp_path, "child.yaml", "_base_: base.yaml\nModel:\n  depth: [1, 2]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert "Model.depth" in str(err.value) and "child.yaml" in str(err.value)
+
+
+def test_override_sets_nested_value_parsed_as_yaml(tmp_path):
+    path = write(tmp_path, "a.yaml", "Model:\n  depth: 24\n  size: [384, 384]\n  name: vit\n  rate: 0.1\n")
+    cfg = load_config(path, ["Model.depth=2", "Model.size=[32, 32]", "Model.name=tiny", "Model.rate=0"])
+    assert cfg.Model.depth == 2
+    assert cfg.Model.size == [32, 32]
+    assert cfg.Model.name == "tiny"
+    assert cfg.Model.rate == 0
+
+
+def test_int_and_float_are_interchangeable_and_null_accepts_anything(tmp_path):
+    path = write(tmp_path, "a.yaml", "lr: 0.1\niters: 10\nscale: null\n")
+    cfg = load_config(path, ["lr=1", "iters=2.5", "scale=[1, 2]"])
+    assert cfg.lr == 1 and cfg.iters == 2.5 and cfg.scale == [1, 2]
+
+
+def test_unknown_override_key_is_an_error_naming_key_and_file(tmp_path):
+    path = write(tmp_path, "a.yaml", "Model:\n  depth: 24\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["Model.detph=2"])
+    assert "Model.detph" in str(err.value) and "a.yaml" in str(err.value)
+    with pytest.raises(ConfigError, match="Nothing"):
+        load_config(path, ["Nothing.depth=2"])
+
+
+def test_override_type_mismatch_is_an_error(tmp_path):
+    path = write(tmp_path, "a.yaml", "Model:\n  depth: 24\n  amp: false\n")
+    with pytest.raises(ConfigError, match="Model.depth"):
+        load_config(path, ["Model.depth=deep"])
+    with pytest.raises(ConfigError, match="Model.amp"):
+        load_config(path, ["Model.amp=3"])
+
+
+def test_override_without_equals_sign_is_an_error(tmp_path):
+    path = write(tmp_path, "a.yaml", "a: 1\n")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(path, ["a"])
+
+
+def test_override_into_a_non_mapping_is_an_error(tmp_path):
+    path = write(tmp_path, "a.yaml", "a: 1\n")
+    with pytest.raises(ConfigError, match="a.b"):
+        load_config(path, ["a.b=2"])
+
+
+def test_invalid_yaml_and_non_mapping_top_level_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(write(tmp_path, "bad.yaml", "a: [1, 2\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "list.yaml", "- 1\n- 2\n"))
+
+
+def test_missing_config_file_is_an_error():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("configs/does_not_exist.yaml")
+
+
+def test_dump_round_trips(tmp_path):
+    write(tmp_path, "base.yaml", "a: {b: 1, c: [1, 2]}\n")
+    cfg = load_config(write(tmp_path, "c.yaml", "_base_: base.yaml\nd: x\n"), ["a.b=5"])
+    out = tmp_path / "out" / "resolved.yaml"
+    cfg.dump(str(out))
+    again = load_config(str(out))
+    assert again.to_dict() == cfg.to_dict() == {"a": {"b": 5, "c": [1, 2]}, "d": "x"}
+
+
+def test_check_keys_rejects_unknown_keys(tmp_path):
+    cfg = load_config(write(tmp_path, "a.yaml", "Model: {depth: 1, detph: 2}\n"))
+    cfg.Model.check_keys({"depth", "detph"}, "Model")
+    with pytest.raises(ConfigError, match="detph"):
+        cfg.Model.check_keys({"depth"}, "Model")
+
+
+def test_every_shipped_config_loads():
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    paths = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".yaml")]
+    for path in paths:
+        load_config(path)
