@@ -12,7 +12,7 @@ install: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet --upgrade pip wheel 'setuptools<81'
 
 $(STAMP): $(PY) requirements.txt requirements-test.txt setup.py
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-test.txt
