@@ -1,0 +1,75 @@
+"""ReID ranking (Market-1501 protocol) in bounded memory: cosine distances by query block, one partial sort per query.
+
+Per query the gallery items with the query's pid AND camid are dropped; queries with no remaining match are skipped.
+Rank-k needs only the first match and AP/INP only the matches, so each query sorts just the kept items no farther than
+its farthest match, never the whole gallery. Ties are ordered by gallery index (a stable sort); the original used an
+unstable full argsort, so the two can differ only on exactly equal distances.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .features import l2_normalize
+
+RANKS = (1, 5, 10)
+MAX_RANK = 50
+BLOCK_BYTES = 256 * 2 ** 20
+
+
+def cosine_distance_blocks(query_features, gallery_features, block_bytes=BLOCK_BYTES):
+    """Yield (start, dist) with dist = 1 - q̂·ĝᵀ (float32) for consecutive blocks of queries."""
+    query = l2_normalize(query_features)
+    gallery = l2_normalize(gallery_features)
+    rows = max(1, block_bytes // (4 * max(1, gallery.shape[0])))
+    for start in range(0, query.shape[0], rows):
+        yield start, 1 - query[start:start + rows] @ gallery.T
+
+
+def match_ranks(dist, keep, positive):
+    """0-based ranks, among the kept gallery items, of the positives of one query (ties by gallery index)."""
+    farthest_match = dist[positive].max()
+    candidates = np.flatnonzero(keep & (dist <= farthest_match))
+    order = candidates[np.argsort(dist[candidates], kind="stable")]
+    return np.flatnonzero(positive[order])
+
+
+def rank_queries(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, block_bytes=BLOCK_BYTES):
+    """Per valid query: (0-based rank of the first match, AP, INP); queries without a valid match are left out."""
+    q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+    q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+    first, ap, inp = [], [], []
+    for start, dist in cosine_distance_blocks(query_features, gallery_features, block_bytes):
+        same_pid = g_pids[None, :] == q_pids[start:start + len(dist), None]
+        same_cam = g_camids[None, :] == q_camids[start:start + len(dist), None]
+        keep = ~(same_pid & same_cam)
+        positive = same_pid & ~same_cam
+        for row in np.flatnonzero(positive.any(axis=1)):
+            ranks = match_ranks(dist[row], keep[row], positive[row])
+            first.append(ranks[0])
+            ap.append(np.mean(np.arange(1, len(ranks) + 1) / (ranks + 1.0)))
+            inp.append(len(ranks) / (ranks[-1] + 1.0))
+    return np.asarray(first, dtype=np.int64), np.asarray(ap), np.asarray(inp)
+
+
+def cumulative_match(first_match_ranks, max_rank):
+    """CMC curve (float32 accumulation, as the original): fraction of queries matched within the top r, r=1..max_rank.
+
+    A query stays matched beyond the end of a short kept gallery (the original's Cython path left stale values there
+    and failed on Rank-10 with fewer than 10 gallery items).
+    """
+    hits = (np.arange(max_rank)[None, :] >= first_match_ranks[:, None]).astype(np.float32)
+    return hits.sum(axis=0) / float(len(first_match_ranks))
+
+
+def reid_metrics(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, block_bytes=BLOCK_BYTES):
+    """OrderedDict(Rank-1, Rank-5, Rank-10, mAP, mINP, metric) in percent; metric = (mAP + Rank-1) / 2."""
+    first, ap, inp = rank_queries(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, block_bytes)
+    if len(first) == 0:
+        raise ValueError("no query has a gallery match with another camera: ReID metrics are undefined")
+    cmc = cumulative_match(first, MAX_RANK)
+    mean_ap, mean_inp = np.mean(ap), np.mean(inp)
+    results = OrderedDict((f"Rank-{r}", float(cmc[r - 1]) * 100) for r in RANKS)
+    results["mAP"] = float(mean_ap) * 100
+    results["mINP"] = float(mean_inp) * 100
+    results["metric"] = float(mean_ap + cmc[0]) / 2 * 100
+    return results
