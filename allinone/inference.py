@@ -1,0 +1,37 @@
+"""Features for a list of images with a built model, as the evaluation computes them (notebook-friendly)."""
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+
+class FeatureExtractor:
+    """`FeatureExtractor(model, head="task1").extract(paths)` -> float32 [N, D]: the post-BN features of that head
+    of a MultiTaskModel at eval (not normalised), after the evaluation's test transform (PIL bicubic resize to the
+    backbone's img_size, (x - 127.5) / 127.5). Faces use task1, persons and vehicles task3, products task4."""
+
+    def __init__(self, model, head="task1", batch_size=8, num_workers=0, show_progress=False):
+        if head not in model.heads:
+            raise KeyError(f"the model has no head '{head}'; heads: {list(model.heads)}")
+        self.model, self.head = model, head
+        self.batch_size, self.num_workers, self.show_progress = batch_size, num_workers, show_progress
+
+    def extract(self, images):
+        """`images`: file paths (or encoded image bytes), in the order of the returned rows."""
+        from .data import build_test_loader, build_test_transform
+
+        images = list(images)
+        if not images:
+            return np.zeros([0, self.model.backbone.embed_dim], "float32")
+        transform = build_test_transform(self.model.backbone.img_size)
+        loader = build_test_loader(images, transform, self.batch_size, self.num_workers)
+        was_training = self.model.training
+        self.model.eval()
+        features = []
+        try:
+            with paddle.no_grad():
+                for batch in tqdm(loader, desc=f"features ({self.head})", disable=not self.show_progress):
+                    features.append(self.model.heads[self.head](self.model.backbone(batch["images"])).numpy())
+        finally:
+            if was_training:
+                self.model.train()
+        return np.concatenate(features)

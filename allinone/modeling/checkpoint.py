@@ -1,0 +1,116 @@
+"""Load weights into a model from the official `paddle.save`d state dict (`allinone_vitlarge.pdmodel`) or from one
+of our training checkpoints (`{"model": state_dict, ...}`), reporting every key that does not fit.
+
+The original loaded non-strictly and silently kept random weights for missing or mis-shaped keys; here any
+mismatch is an error unless the caller asks for a partial load, and the report names every key.
+"""
+import logging
+import os
+from dataclasses import dataclass, field
+
+import paddle
+
+logger = logging.getLogger("allinone.checkpoint")
+
+# Parameters that only exist for training (classification layers); an eval model skips them with a note.
+TRAINING_ONLY_MARKER = ".classifier."
+
+
+class CheckpointError(ValueError):
+    """The checkpoint file cannot be read, or its keys/shapes do not fit the model; the message names them."""
+
+
+@dataclass
+class KeyReport:
+    """What load_checkpoint did with each key, in the model's state-dict order."""
+
+    path: str
+    loaded: list = field(default_factory=list)
+    missing: list = field(default_factory=list)              # in the model, not in the file
+    unexpected: list = field(default_factory=list)           # in the file, not in the model
+    shape_mismatched: list = field(default_factory=list)     # (key, model shape, file shape)
+    skipped_training_only: list = field(default_factory=list)  # classifier keys an eval model has no use for
+
+    @property
+    def ok(self):
+        return not (self.missing or self.unexpected or self.shape_mismatched)
+
+    def problems(self):
+        """One line per kind of mismatch, naming the keys."""
+        lines = []
+        if self.missing:
+            lines.append(f"{len(self.missing)} key(s) of the model missing from the file: {self.missing}")
+        if self.unexpected:
+            lines.append(f"{len(self.unexpected)} key(s) in the file unknown to the model: {self.unexpected}")
+        if self.shape_mismatched:
+            lines.append(f"{len(self.shape_mismatched)} key(s) with a different shape: " + ", ".join(
+                f"{key} (model {model_shape}, file {file_shape})"
+                for key, model_shape, file_shape in self.shape_mismatched))
+        return lines
+
+    def __str__(self):
+        summary = f"{self.path}: loaded {len(self.loaded)} key(s)"
+        if self.skipped_training_only:
+            summary += f", skipped {len(self.skipped_training_only)} training-only key(s)"
+        return "; ".join([summary, *self.problems()])
+
+
+def read_state_dict(path):
+    """The flat {key: tensor} dict stored at `path` (a state dict, or the "model" entry of a training checkpoint)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path {path} is a directory; expected a file saved with paddle.save")
+    try:
+        content = paddle.load(path)
+    except Exception as err:  # paddle.load raises assorted types for non-checkpoint files
+        raise CheckpointError(f"{path} is not a Paddle checkpoint ({type(err).__name__}: {err}); expected a state "
+                              f"dict saved with paddle.save (.pdmodel/.pdparams) or a training checkpoint") from None
+    if isinstance(content, dict) and isinstance(content.get("model"), dict):
+        content = content["model"]
+    if not isinstance(content, dict) or not content:
+        raise CheckpointError(f"{path} holds a {type(content).__name__}, not a state dict")
+    not_tensors = [key for key, value in content.items() if not hasattr(value, "shape")]
+    if not_tensors:
+        raise CheckpointError(f"{path} is neither a state dict nor a training checkpoint with a 'model' entry: "
+                              f"entries {not_tensors[:10]} are not tensors")
+    return content
+
+
+def compare_keys(model_state, file_state, path=""):
+    """A KeyReport of `file_state` against `model_state` (both {key: tensor}); nothing is loaded."""
+    report = KeyReport(path)
+    for key, value in model_state.items():
+        if key not in file_state:
+            report.missing.append(key)
+        elif list(file_state[key].shape) != list(value.shape):
+            report.shape_mismatched.append((key, list(value.shape), list(file_state[key].shape)))
+        else:
+            report.loaded.append(key)
+    for key in file_state:
+        if key not in model_state:
+            target = report.skipped_training_only if TRAINING_ONLY_MARKER in key else report.unexpected
+            target.append(key)
+    return report
+
+
+def load_checkpoint(model, path, strict=True):
+    """Load `path` into `model` and return the KeyReport. strict: any missing, unexpected or mis-shaped key raises
+    CheckpointError (nothing is loaded); otherwise the matching keys are loaded and the rest is logged."""
+    file_state = read_state_dict(path)
+    model_state = model.state_dict()
+    report = compare_keys(model_state, file_state, path)
+    if strict and not report.ok:
+        raise CheckpointError(f"checkpoint {path} does not fit the model (pass strict=False / --allow_partial to "
+                              f"load the matching keys anyway):\n  " + "\n  ".join(report.problems()))
+    model.set_state_dict({key: file_state[key] for key in report.loaded})
+    for line in report.problems():
+        logger.warning("partial load of %s: %s", path, line)
+    if report.skipped_training_only:
+        logger.info("%s: skipped %d training-only key(s) the model does not use (%s ...)", path,
+                    len(report.skipped_training_only), report.skipped_training_only[0])
+    logger.info("loaded %d/%d model key(s) from %s", len(report.loaded), len(model_state), path)
+    return report
+
+
+__all__ = ["CheckpointError", "KeyReport", "compare_keys", "load_checkpoint", "read_state_dict"]

@@ -1,0 +1,194 @@
+"""The AllInOne Vision Transformer: overlapping patch embedding, cls token, pre-norm blocks, cls-token output.
+
+Read top to bottom: DropPath, Mlp, Attention, Block, PatchEmbedOverlap, VisionTransformer. Sizes are one table
+(`PRESETS`); a config names a preset and may override any of its fields.
+"""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.distributed.fleet.utils import recompute
+from paddle.nn.initializer import Constant, TruncatedNormal
+
+from ..registry import BACKBONES
+
+# The original's build_vit_backbone_lazy depth table (spec allinone.md 1.2). `small` scales attention by
+# embed_dim ** -0.5 instead of head_dim ** -0.5 (a legacy timm quirk kept for its checkpoints).
+PRESETS = {
+    "small": dict(embed_dim=768, depth=8, num_heads=8, mlp_ratio=3.0, qkv_bias=False, qk_scale=768 ** -0.5),
+    "base": dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=True, qk_scale=None),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0, qkv_bias=True, qk_scale=None),
+    "huge": dict(embed_dim=1280, depth=32, num_heads=16, mlp_ratio=4.0, qkv_bias=True, qk_scale=None),
+}
+ARCH_FIELDS = tuple(PRESETS["base"])
+LAYER_NORM_EPS = 1e-6
+
+
+class DropPath(nn.Layer):
+    """Stochastic depth: drop the whole residual branch of a sample with probability `rate` while training."""
+
+    def __init__(self, rate=0.0):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
+        return x / keep * mask
+
+    def extra_repr(self):
+        return f"rate={self.rate:.4f}"
+
+
+class Mlp(nn.Layer):
+    def __init__(self, dim, hidden_dim, drop=0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()  # exact (erf) GELU, as the original
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Attention(nn.Layer):
+    """Multi-head self-attention. The qkv output columns are ordered q | k | v, each head-major (checkpoint layout).
+
+    `fused` uses paddle's scaled_dot_product_attention (same numbers to float32 rounding); otherwise the explicit
+    softmax(q k^T * scale) v of the original.
+    """
+
+    def __init__(self, dim, num_heads, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0, fused=True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = qk_scale if qk_scale is not None else self.head_dim ** -0.5
+        self.fused = fused
+        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        num_tokens, dim = x.shape[1], x.shape[2]
+        qkv = self.qkv(x).reshape([-1, num_tokens, 3, self.num_heads, self.head_dim])  # B, N, 3, heads, head_dim
+        if self.fused:
+            q, k, v = qkv.unbind(axis=2)  # B, N, heads, head_dim each
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p, scale=self.scale,
+                                               training=self.training)
+        else:
+            q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(axis=0)  # B, heads, N, head_dim each
+            attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale, axis=-1)
+            x = paddle.matmul(self.attn_drop(attn), v).transpose([0, 2, 1, 3])  # B, N, heads, head_dim
+        return self.proj_drop(self.proj(x.reshape([-1, num_tokens, dim])))
+
+
+class Block(nn.Layer):
+    """Pre-norm transformer block: x + DropPath(Attn(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(self, dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop=0.0, attn_drop=0.0, drop_path=0.0,
+                 fused_attention=True):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, epsilon=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, fused_attention)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, epsilon=LAYER_NORM_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbedOverlap(nn.Layer):
+    """Image to tokens by a strided convolution; patches overlap when stride < patch size."""
+
+    def __init__(self, img_size, patch_size, stride_size, in_chans, embed_dim):
+        super().__init__()
+        self.img_size = img_size
+        self.grid_size = tuple((size - patch_size) // stride_size + 1 for size in img_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=stride_size)
+
+    def forward(self, x):
+        if tuple(x.shape[2:]) != self.img_size:
+            raise ValueError(f"input images are {list(x.shape[2:])} (H, W) but the ViT was built for img_size "
+                             f"{list(self.img_size)}; resize the images or set Model.backbone.img_size")
+        return self.proj(x).flatten(2).transpose([0, 2, 1])  # B, num_patches (row-major), embed_dim
+
+
+@BACKBONES.register()
+class VisionTransformer(nn.Layer):
+    """ViT returning the final-LayerNorm cls token as [B, embed_dim, 1, 1] (the shape the heads expect).
+
+    Architecture fields (embed_dim, depth, num_heads, mlp_ratio, qkv_bias, qk_scale) come from `preset`; explicit
+    keyword arguments override it; without a preset all six must be given. `fused_attention` selects paddle's
+    scaled_dot_product_attention; `use_recompute` re-runs blocks in the backward pass to save GPU memory.
+    """
+
+    def __init__(self, preset=None, img_size=384, patch_size=16, stride_size=16, in_chans=3, drop_rate=0.0,
+                 attn_drop_rate=0.0, drop_path_rate=0.0, fused_attention=True, use_recompute=False, **arch):
+        super().__init__()
+        arch = resolve_architecture(preset, arch)
+        self.img_size = tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size)
+        if len(self.img_size) != 2:
+            raise ValueError(f"img_size must be an int or [H, W], got {img_size}")
+        self.embed_dim = arch["embed_dim"]
+        self.use_recompute = use_recompute
+
+        self.patch_embed = PatchEmbedOverlap(self.img_size, patch_size, stride_size, in_chans, self.embed_dim)
+        self.cls_token = self.create_parameter([1, 1, self.embed_dim])
+        self.pos_embed = self.create_parameter([1, self.patch_embed.num_patches + 1, self.embed_dim])
+        self.pos_drop = nn.Dropout(drop_rate)
+        drop_path_rates = np.linspace(0, drop_path_rate, arch["depth"])
+        self.blocks = nn.LayerList([
+            Block(self.embed_dim, arch["num_heads"], arch["mlp_ratio"], arch["qkv_bias"], arch["qk_scale"],
+                  drop_rate, attn_drop_rate, float(rate), fused_attention)
+            for rate in drop_path_rates])
+        self.norm = nn.LayerNorm(self.embed_dim, epsilon=LAYER_NORM_EPS)
+        self.init_weights()
+
+    def init_weights(self):
+        """Training-from-scratch init of the original: truncated normal(.02) for tokens and Linear weights, zero
+        biases, unit LayerNorm; the patch conv keeps paddle's default (the original's intended init was a no-op)."""
+        trunc_normal, zeros, ones = TruncatedNormal(std=0.02), Constant(0.0), Constant(1.0)
+        trunc_normal(self.cls_token)
+        trunc_normal(self.pos_embed)
+        for layer in self.sublayers():
+            if isinstance(layer, nn.Linear):
+                trunc_normal(layer.weight)
+                if layer.bias is not None:
+                    zeros(layer.bias)
+            elif isinstance(layer, nn.LayerNorm):
+                ones(layer.weight)
+                zeros(layer.bias)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        cls_tokens = self.cls_token.expand([x.shape[0], -1, -1])
+        x = self.pos_drop(paddle.concat([cls_tokens, x], axis=1) + self.pos_embed)  # B, 1 + num_patches, C
+        for block in self.blocks:
+            x = recompute(block, x) if self.use_recompute and self.training else block(x)
+        x = self.norm(x)
+        return x[:, 0].reshape([-1, self.embed_dim, 1, 1])
+
+
+def resolve_architecture(preset, overrides):
+    """The six architecture fields: the preset's values with explicit overrides on top."""
+    unknown = sorted(set(overrides) - set(ARCH_FIELDS))
+    if unknown:
+        raise TypeError(f"VisionTransformer got unknown argument(s) {unknown}; architecture fields are "
+                        f"{list(ARCH_FIELDS)}")
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown ViT preset '{preset}'; choose one of {sorted(PRESETS)}")
+    arch = {**PRESETS.get(preset, {}), **overrides}
+    missing = [field for field in ARCH_FIELDS if field not in arch]
+    if missing:
+        raise ValueError(f"VisionTransformer without a preset needs {missing} (or set preset: "
+                         f"{'|'.join(PRESETS)})")
+    return arch
