@@ -103,7 +103,8 @@ def load_checkpoint(model, path, strict=True):
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint {path} does not fit the model (pass strict=False / --allow_partial to "
                               f"load the matching keys anyway):\n  " + "\n  ".join(report.problems()))
-    model.set_state_dict({key: file_state[key] for key in report.loaded})
+    for key in report.loaded:
+        _assign(model_state[key], file_state[key])
     for line in report.problems():
         logger.warning("partial load of %s: %s", path, line)
     if report.skipped_training_only:
@@ -111,6 +112,12 @@ def load_checkpoint(model, path, strict=True):
                     len(report.skipped_training_only), report.skipped_training_only[0])
     logger.info("loaded %d/%d model key(s) from %s", len(report.loaded), len(model_state), path)
     return report
+
+
+def _assign(target, value):
+    """Copy `value` into the model tensor `target` in place, in the model's dtype (a float16 file loads too)."""
+    value = value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
+    target.set_value(value if value.dtype == target.dtype else value.astype(target.dtype))
 
 
 __all__ = ["CheckpointError", "KeyReport", "compare_keys", "load_checkpoint", "read_state_dict"]

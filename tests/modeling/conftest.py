@@ -5,17 +5,19 @@ import pytest
 from allinone import build_model, load_config
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "spec")
-REFERENCE = os.path.join(SPEC, "reference")
-CHECKPOINT_KEYS = os.path.join(SPEC, "checkpoints")
 TINY_CONFIG = "configs/allinone/tiny_parity.yaml"
 
 
-def spec_file(*parts):
-    """A file of the read-only spec folder (skips the test when the spec is not checked out beside the repo)."""
-    path = os.path.join(SPEC, *parts)
-    if not os.path.isfile(path):
-        pytest.skip(f"spec file not found: {path}")
-    return path
+@pytest.fixture(scope="session")
+def spec_file():
+    """`spec_file("reference", name)`: a file of the read-only spec folder beside the repo (skips if absent)."""
+    def find(*parts):
+        path = os.path.join(SPEC, *parts)
+        if not os.path.isfile(path):
+            pytest.skip(f"spec file not found: {path}")
+        return path
+
+    return find
 
 
 @pytest.fixture
