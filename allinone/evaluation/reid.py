@@ -13,7 +13,7 @@ from .features import l2_normalize
 
 RANKS = (1, 5, 10)
 MAX_RANK = 50
-BLOCK_BYTES = 256 * 2 ** 20
+BLOCK_BYTES = 64 * 2 ** 20
 
 
 def cosine_distance_blocks(query_features, gallery_features, block_bytes=BLOCK_BYTES):

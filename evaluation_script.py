@@ -1,0 +1,163 @@
+"""Evaluate an AllInOne checkpoint on the test sets of a config's evaluation table.
+
+    python evaluation_script.py --model_path allinone_vitlarge.pdmodel [--test_datasets Market1501,SOP]
+
+The original's command line (--model_path, --batchsize, --test_datasets) plus --config, --output, --device,
+--num_workers, --allow_partial and -o overrides. Every test set is one row of `Eval.datasets` (dataset reader, head,
+evaluator, published numbers), so adding one is a config edit. Data root: $FASTREID_DATASETS (default `datasets`).
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import OrderedDict
+
+from allinone.config import ConfigError, load_config
+from allinone.utils.env import configure_threads
+
+DEFAULT_CONFIG = "configs/allinone/vitlarge_eval.yaml"
+logger = logging.getLogger("allinone.evaluation")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_path", required=True, help="checkpoint: the official .pdmodel state dict or ours")
+    parser.add_argument("--test_datasets", default=None,
+                        help="one name or a comma-separated list of Eval.datasets / Eval.optional_datasets names "
+                             "(default: all of Eval.datasets)")
+    parser.add_argument("--batchsize", type=int, default=None, help="images per forward (default Eval.batch_size, 8)")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--output", default=None, help="write all metrics as JSON, keyed task.dataset.metric")
+    parser.add_argument("--num_workers", type=int, default=None, help="data-loading workers (default Eval.num_workers)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
+                        help="default: Global.device (auto = gpu when available)")
+    parser.add_argument("--allow_partial", action="store_true",
+                        help="load a checkpoint whose keys do not all fit (reported), instead of stopping")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. -o Eval.batch_size=32 (repeatable)")
+    return parser.parse_args(argv)
+
+
+def select_test_sets(eval_cfg, requested):
+    """The Eval table entries named in `requested` ('A,B' or None = every entry of Eval.datasets), in that order."""
+    default = list(eval_cfg.datasets)
+    known = OrderedDict((entry.name, entry) for entry in default + list(eval_cfg.get("optional_datasets") or []))
+    if not requested:
+        return default
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(f"--test_datasets: unknown name(s) {unknown}; the config's evaluation table "
+                          f"({eval_cfg.source}) has {list(known)}")
+    return [known[name] for name in names]
+
+
+def load_test_set(entry, root):
+    from allinone.registry import DATASETS
+
+    return DATASETS.build({"name": entry.dataset, "root": root, **(entry.get("dataset_args") or {})})
+
+
+def evaluate_test_set(model, entry, test_set, batch_size, num_workers):
+    """Features of the entry's head for the evaluator's images, then the evaluator's metrics (OrderedDict)."""
+    from allinone import FeatureExtractor
+    from allinone.registry import EVALUATORS
+
+    evaluator = EVALUATORS.build({"name": entry.evaluator, **(entry.get("evaluator_args") or {})})
+    images = evaluator.images(test_set)
+    extractor = FeatureExtractor(model, head=entry.head, batch_size=batch_size, num_workers=num_workers,
+                                 show_progress=True)
+    start = time.perf_counter()
+    features = extractor.extract(images)
+    seconds = time.perf_counter() - start
+    logger.info("%s: %d images in %.1f s (%.1f images/s)", entry.name, len(images), seconds,
+                len(images) / max(seconds, 1e-9))
+    return evaluator.evaluate(features, test_set)
+
+
+def results_table(entries, results):
+    """One row per reported metric: measured beside published (the entry's `published` metrics, else `metric`)."""
+    rows = [f"{'dataset':<15} {'head':<6} {'metric':<12} {'measured':>9} {'published':>9} {'diff':>7}"]
+    for entry in entries:
+        measured = results[entry.name]
+        published = entry.get("published") or {}
+        for metric in (list(published) or ["metric"]):
+            value = measured[metric]
+            if metric in published:
+                rows.append(f"{entry.name:<15} {entry.head:<6} {metric:<12} {value:>9.2f} {published[metric]:>9.2f} "
+                            f"{value - published[metric]:>+7.2f}")
+            else:
+                rows.append(f"{entry.name:<15} {entry.head:<6} {metric:<12} {value:>9.2f} {'-':>9} {'':>7}")
+    return "\n".join(rows)
+
+
+def flat_results(entries, test_sets, results):
+    """{'task3.market1501.Rank-1': value, ...}: the keys the original printed at the end."""
+    return OrderedDict((f"{entry.head}.{test_sets[entry.name].dataset_name}.{metric}", float(value))
+                       for entry in entries for metric, value in results[entry.name].items())
+
+
+def run(args):
+    cfg = load_config(args.config, args.override)
+    entries = select_test_sets(cfg.Eval, args.test_datasets)
+    configure_threads(cfg.get_path("Global.num_threads"))
+    import paddle  # noqa: F401  (after the thread set-up)
+
+    from allinone import build_model, load_checkpoint
+    from allinone.utils.env import configure_faiss_threads, resolve_device
+    from allinone.utils.logger import setup_logger
+    import allinone.data  # noqa: F401  (registers the dataset readers)
+    import allinone.evaluation  # noqa: F401  (registers the evaluators)
+
+    setup_logger()
+    configure_faiss_threads()
+    device = resolve_device(args.device or cfg.get_path("Global.device", "auto"))
+    root = os.environ.get("FASTREID_DATASETS", "datasets")
+    # read every list first: a missing folder stops the run in seconds, not after hours of inference
+    test_sets = OrderedDict((entry.name, load_test_set(entry, root)) for entry in entries)
+    model = build_model(cfg)
+    report = load_checkpoint(model, args.model_path, strict=not args.allow_partial)
+    logger.info("%s", report)
+    model.eval()
+    batch_size = args.batchsize or cfg.Eval.batch_size
+    num_workers = cfg.Eval.num_workers if args.num_workers is None else args.num_workers
+    logger.info("evaluating %s on %s (data root %s, batch size %d)", args.model_path, device, root, batch_size)
+    results = OrderedDict()
+    for entry in entries:
+        results[entry.name] = evaluate_test_set(model, entry, test_sets[entry.name], batch_size, num_workers)
+        logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
+    flat = flat_results(entries, test_sets, results)
+    print(results_table(entries, results))
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(flat, f, indent=1)
+        logger.info("metrics written to %s", args.output)
+    return flat
+
+
+def user_errors():
+    """Errors about the user's input (config, data on disk, checkpoint): reported in one line, no traceback.
+    Imported late because the checkpoint module imports paddle, which must come after the thread set-up."""
+    from allinone.data.datasets.base import DatasetLayoutError
+    from allinone.modeling.checkpoint import CheckpointError
+
+    return ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except Exception as err:  # noqa: BLE001  (re-raised unless it is one of user_errors())
+        if not isinstance(err, user_errors()):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
