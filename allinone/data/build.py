@@ -1,0 +1,126 @@
+"""Loaders: the evaluation loader (every image once, in order) and the multi-task training loader."""
+import logging
+
+import numpy as np
+import paddle
+
+from ..registry import DATASETS, SAMPLERS
+from ..utils.env import get_rank, get_world_size
+from .common import TestImageDataset, TrainImageDataset, collate
+from .samplers import InferenceSampler, RankBatches, restore_order
+from .transforms import build_train_transform
+
+logger = logging.getLogger(__name__)
+
+MODES = ("heterogeneous", "homogeneous")
+
+
+def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, world_size=None):
+    """Batches `{"images": Tensor[b, 3, H, W], "index": Tensor[b]}` of this rank's contiguous share of `items`
+    (image sources or `(source, pid, camid)`), in order. An unreadable image raises an error naming it."""
+    rank = get_rank() if rank is None else rank
+    world_size = get_world_size() if world_size is None else world_size
+    sampler = InferenceSampler(len(items), rank, world_size)
+    return paddle.io.DataLoader(TestImageDataset(items, transform),
+                                batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
+                                collate_fn=collate, num_workers=num_workers)
+
+
+def gather_in_order(values, indices, num_items):
+    """The rows of every rank (with their data-set `indices`) in data-set order; single process: only reorders."""
+    values, indices = np.asarray(values), np.asarray(indices)
+    if get_world_size() > 1:
+        parts = []
+        paddle.distributed.all_gather_object(parts, (indices, values))
+        indices = np.concatenate([part[0] for part in parts])
+        values = np.concatenate([part[1] for part in parts])
+    return restore_order(indices, values, num_items)
+
+
+def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=None, rank=None, world_size=None):
+    """A `MultiTaskTrainLoader` from a mapping task -> {datasets, batch_size, sampler, transform[, num_workers]}.
+
+    `datasets` are registry names or `{"name": ..., **args}`; their `train` splits merge into one label space per
+    task. `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); each task
+    shuffles with its own seed derived from `seed`.
+    """
+    rank = get_rank() if rank is None else rank
+    world_size = get_world_size() if world_size is None else world_size
+    loaders = {}
+    for position, (task, spec) in enumerate(tasks.items()):
+        unknown = set(spec) - {"datasets", "batch_size", "sampler", "transform", "num_workers"}
+        if unknown or "datasets" not in spec or "batch_size" not in spec:
+            raise KeyError(f"train task '{task}': needs 'datasets' and 'batch_size' (optional 'sampler', 'transform', "
+                           f"'num_workers'); got keys {sorted(spec)}")
+        sets = [DATASETS.build({"root": root, **({"name": entry} if isinstance(entry, str) else entry)})
+                for entry in spec["datasets"]]
+        dataset = TrainImageDataset([(s.dataset_name, s.train) for s in sets],
+                                    build_train_transform(spec.get("transform", {})), task)
+        sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
+                                 batch_size=int(spec["batch_size"]), world_size=world_size, seed=[seed, position])
+        loaders[task] = (dataset, RankBatches(sampler, rank, world_size), spec.get("num_workers", num_workers))
+    return MultiTaskTrainLoader(loaders, mode)
+
+
+class MultiTaskTrainLoader:
+    """Infinite iterator of `{task: batch}`: every task each iteration ('heterogeneous', the published recipe), or
+    one task per iteration in round robin ('homogeneous', the published ablation).
+
+    A batch is `{"images", "targets", "camids", "task", "dataset_name"}`. `state_dict()` / `set_state_dict()` hold the
+    iteration count and each task's sampler state, so a resumed run sees the batches it would have seen.
+    """
+
+    def __init__(self, loaders, mode="heterogeneous"):
+        if mode not in MODES:
+            raise ValueError(f"train loader mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.loaders = mode, loaders
+        self.iteration = 0
+        self.skipped = {task: 0 for task in loaders}
+        self.iterators = {}
+
+    @property
+    def tasks(self):
+        return list(self.loaders)
+
+    @property
+    def num_classes(self):
+        return {task: dataset.num_classes for task, (dataset, _, _) in self.loaders.items()}
+
+    @property
+    def datasets(self):
+        return {task: dataset for task, (dataset, _, _) in self.loaders.items()}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        tasks = self.tasks if self.mode == "heterogeneous" else [self.tasks[self.iteration % len(self.tasks)]]
+        batch = {task: self.next_batch(task) for task in tasks}
+        self.iteration += 1
+        return batch
+
+    def next_batch(self, task):
+        dataset, batches, num_workers = self.loaders[task]
+        if task not in self.iterators:
+            self.iterators[task] = iter(paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                                                             num_workers=num_workers))
+        batch = next(self.iterators[task])
+        batches.consumed()
+        skipped = int(batch.pop("skipped").sum())
+        if skipped:
+            self.skipped[task] += skipped
+            logger.warning("task %s: %d unreadable training image(s) skipped so far", task, self.skipped[task])
+        return batch
+
+    def state_dict(self):
+        return {"iteration": self.iteration, "mode": self.mode,
+                "tasks": {task: batches.state_dict() for task, (_, batches, _) in self.loaders.items()}}
+
+    def set_state_dict(self, state):
+        if sorted(state["tasks"]) != sorted(self.loaders) or state["mode"] != self.mode:
+            raise ValueError(f"loader state is for tasks {sorted(state['tasks'])} in mode {state['mode']!r}; this "
+                             f"loader has tasks {sorted(self.loaders)} in mode {self.mode!r}")
+        self.iterators = {}  # drop read-ahead batches; workers restart from the restored samplers
+        for task, (_, batches, _) in self.loaders.items():
+            batches.set_state_dict(state["tasks"][task])
+        self.iteration = int(state["iteration"])

@@ -1,0 +1,91 @@
+"""Datasets that `paddle.io.DataLoader` iterates: images to evaluate in order, and one task's training images with
+merged identity labels; plus the collate function that batches their dicts."""
+import logging
+import numbers
+
+import numpy as np
+import paddle
+
+from .io import ImageReadError, image_name, read_image
+
+logger = logging.getLogger(__name__)
+
+
+class TestImageDataset(paddle.io.Dataset):
+    """`{"images": CHW float32, "index": int64}` for every item, in order; an unreadable image raises an error
+    naming it (evaluation must not skip). Items are image sources or `(source, pid, camid)` tuples."""
+
+    def __init__(self, items, transform):
+        self.sources = [item[0] if isinstance(item, tuple) else item for item in items]
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.sources)
+
+    def __getitem__(self, index):
+        return {"images": self.transform(read_image(self.sources[index])), "index": np.int64(index)}
+
+
+class TrainImageDataset(paddle.io.Dataset):
+    """The training images of one task, gathered from one or more data sets.
+
+    Identities are relabelled here, and only here: `targets` = position of `"<dataset_name>_<pid>"` among the
+    sorted labels of all the task's sets (so sets merge without collisions, as the original); cameras likewise.
+    An unreadable image is skipped: the next item is used instead, a warning names the file, and the sample's
+    `skipped` field counts the replaced images so the loader can total them across workers.
+    """
+
+    MAX_SKIPS = 10
+
+    def __init__(self, datasets, transform, task):
+        """`datasets`: list of `(dataset_name, items)` with items `(source, pid, camid)`."""
+        self.task, self.transform = task, transform
+        self.items = [(source, f"{name}_{pid}", f"{name}_{camid}", name)
+                      for name, items in datasets for source, pid, camid in items]
+        if not self.items:
+            raise ValueError(f"task '{task}' has no training images (data sets: {[name for name, _ in datasets]})")
+        self.pid_labels = {pid: i for i, pid in enumerate(sorted({item[1] for item in self.items}))}
+        self.cam_labels = {cam: i for i, cam in enumerate(sorted({item[2] for item in self.items}))}
+        self.targets = np.array([self.pid_labels[item[1]] for item in self.items], dtype=np.int64)
+
+    @property
+    def num_classes(self):
+        return len(self.pid_labels)
+
+    @property
+    def num_cameras(self):
+        return len(self.cam_labels)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        for skipped in range(self.MAX_SKIPS + 1):
+            source, pid, camid, dataset_name = self.items[(index + skipped) % len(self.items)]
+            try:
+                image = read_image(source)
+            except ImageReadError as err:
+                logger.warning("task %s: skipping unreadable training image (%s)", self.task, err)
+                continue
+            return {"images": self.transform(image), "targets": np.int64(self.pid_labels[pid]),
+                    "camids": np.int64(self.cam_labels[camid]), "task": self.task, "dataset_name": dataset_name,
+                    "skipped": np.int64(skipped)}
+        raise ImageReadError(f"task {self.task}: {self.MAX_SKIPS + 1} unreadable images in a row from "
+                             f"{image_name(self.items[index][0])}; is the data set readable?")
+
+
+def collate(samples):
+    """Batch a list of sample dicts: arrays stack on a new axis 0, numbers become int64/float64 arrays, strings
+    stay lists (as the original's `fast_batch_collator`)."""
+    first = samples[0]
+    if isinstance(first, dict):
+        return {key: collate([sample[key] for sample in samples]) for key in first}
+    if isinstance(first, np.ndarray):
+        return np.stack(samples)
+    if isinstance(first, numbers.Integral):
+        return np.asarray(samples, dtype=np.int64)
+    if isinstance(first, numbers.Real):
+        return np.asarray(samples, dtype=np.float64)
+    if isinstance(first, str):
+        return list(samples)
+    raise TypeError(f"cannot collate values of type {type(first).__name__}")

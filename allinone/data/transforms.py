@@ -1,0 +1,173 @@
+"""Image transforms: the evaluation transform (bit-exact with the original) and the per-task training augmentation.
+
+Both take the RGB PIL image from `read_image` and return a float32 CHW array. Paddle's `paddle.vision.transforms`
+does the work; Paddle has no AutoAugment, so the ImageNet policy is a table here on top of PIL operations.
+"""
+import random
+
+import numpy as np
+import paddle.vision.transforms as T
+from PIL import Image, ImageEnhance, ImageOps
+
+TRAIN_DEFAULTS = {"size": (256, 128), "flip_prob": 0.5, "padding": 10, "autoaug_prob": 0.0, "erasing_prob": 0.0,
+                  "erasing_mode": "pixel", "mean": (0.485 * 255, 0.456 * 255, 0.406 * 255),
+                  "std": (0.229 * 255, 0.224 * 255, 0.225 * 255)}
+
+
+def build_test_transform(size=(384, 384), mean=(127.5,) * 3, std=(127.5,) * 3):
+    """PIL bicubic resize to `size` (H, W; aspect ratio not kept, no crop), then (x - mean) / std, CHW float32."""
+    return T.Compose([T.Resize(_pair(size), interpolation="bicubic"),
+                      T.Normalize(mean, std, data_format="HWC"),
+                      T.Transpose()])
+
+
+def build_train_transform(cfg):
+    """The training augmentation of one task, from a dict with the keys of `TRAIN_DEFAULTS`.
+
+    Order as the original: AutoAugment (probability `autoaug_prob`), bicubic resize, pad + random crop back to size,
+    horizontal flip, normalise, random erasing (probability `erasing_prob`; mode 'pixel' = N(0, 1) noise per pixel in
+    normalised units, 'const' = 0). The original's config key `autoaug_prob: p` applied AutoAugment with probability
+    1 - p; here the key is the probability of applying it (the released recipe's 0.5 means the same in both).
+    """
+    unknown = set(cfg) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise KeyError(f"unknown train transform keys {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}")
+    cfg = {**TRAIN_DEFAULTS, **cfg}
+    size = _pair(cfg["size"])
+    steps = []
+    if cfg["autoaug_prob"] > 0:
+        steps.append(RandomApply(ImageNetAutoAugment(), cfg["autoaug_prob"]))
+    steps.append(T.Resize(size, interpolation="bicubic"))
+    if cfg["padding"] > 0:
+        steps += [T.Pad(cfg["padding"], fill=0), T.RandomCrop(size)]
+    if cfg["flip_prob"] > 0:
+        steps.append(T.RandomHorizontalFlip(cfg["flip_prob"]))
+    steps.append(T.Normalize(cfg["mean"], cfg["std"], data_format="HWC"))
+    if cfg["erasing_prob"] > 0:
+        steps.append(NormalizedRandomErasing(cfg["erasing_prob"], cfg["erasing_mode"]))
+    steps.append(T.Transpose())
+    return T.Compose(steps)
+
+
+class RandomApply:
+    """Apply `transform` with probability `prob` (Python's `random`, which Paddle seeds per loader worker)."""
+
+    def __init__(self, transform, prob):
+        self.transform, self.prob = transform, prob
+
+    def __call__(self, img):
+        return self.transform(img) if random.random() < self.prob else img
+
+
+class NormalizedRandomErasing:
+    """timm's RandomErasing (one box, area 2%-1/3, aspect 0.3-3.3) on a normalised HWC float image.
+
+    Paddle's `RandomErasing` has the same geometry but draws numpy noise in pixel units (N(0, 1) * 255), so for
+    'pixel' mode the image is scaled by 255 around it, giving the N(0, 1) noise of the original.
+    """
+
+    MODES = ("pixel", "const")
+
+    def __init__(self, prob, mode="pixel"):
+        if mode not in self.MODES:
+            raise ValueError(f"erasing_mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+        self.erase = T.RandomErasing(prob=prob, scale=(0.02, 1 / 3), ratio=(0.3, 1 / 0.3),
+                                     value="random" if mode == "pixel" else 0)
+
+    def __call__(self, img):
+        if self.mode == "const":
+            return self.erase(img)
+        return (self.erase(img * 255.0) / 255.0).astype(np.float32)
+
+
+# ImageNet AutoAugment policy (Cubuk et al. 2019), as timm's 'original' variant: 25 sub-policies of two
+# (operation, probability, magnitude 0-10) steps; one sub-policy is drawn per image.
+IMAGENET_POLICY = (
+    (("Posterize", 0.4, 8), ("Rotate", 0.6, 9)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+    (("Posterize", 0.6, 7), ("Posterize", 0.6, 6)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Equalize", 0.4, 4), ("Rotate", 0.8, 8)),
+    (("Solarize", 0.6, 3), ("Equalize", 0.6, 7)),
+    (("Posterize", 0.8, 5), ("Equalize", 1.0, 2)),
+    (("Rotate", 0.2, 3), ("Solarize", 0.6, 8)),
+    (("Equalize", 0.6, 8), ("Posterize", 0.4, 6)),
+    (("Rotate", 0.8, 8), ("Color", 0.4, 0)),
+    (("Rotate", 0.4, 9), ("Equalize", 0.6, 2)),
+    (("Equalize", 0.0, 7), ("Equalize", 0.8, 8)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Rotate", 0.8, 8), ("Color", 1.0, 2)),
+    (("Color", 0.8, 8), ("Solarize", 0.8, 7)),
+    (("Sharpness", 0.4, 7), ("Invert", 0.6, 8)),
+    (("ShearX", 0.6, 5), ("Equalize", 1.0, 9)),
+    (("Color", 0.4, 0), ("Equalize", 0.6, 3)),
+    (("Equalize", 0.4, 7), ("Solarize", 0.2, 4)),
+    (("Solarize", 0.6, 5), ("AutoContrast", 0.6, 5)),
+    (("Invert", 0.6, 4), ("Equalize", 1.0, 8)),
+    (("Color", 0.6, 4), ("Contrast", 1.0, 8)),
+    (("Equalize", 0.8, 8), ("Equalize", 0.6, 3)),
+)
+
+
+class ImageNetAutoAugment:
+    """The ImageNet AutoAugment policy on PIL images, with timm's magnitude scales (rotate up to 30 degrees, shear
+    up to 0.3, enhance factor 0.1-1.9, solarize threshold magnitude/10 * 256, posterize 4-8 bits), a random sign
+    for rotate/shear, gray fill `fill` and a random bilinear/bicubic resampling, as the original configured it."""
+
+    def __init__(self, policy=IMAGENET_POLICY, fill=128):
+        self.policy, self.fill = policy, (fill,) * 3
+
+    def __call__(self, img):
+        for name, prob, magnitude in random.choice(self.policy):
+            if random.random() < prob:
+                img = getattr(self, name.lower())(img, magnitude / 10.0)
+        return img
+
+    def geometry(self):
+        return {"resample": random.choice((Image.BILINEAR, Image.BICUBIC)), "fillcolor": self.fill}
+
+    def rotate(self, img, level):
+        return img.rotate(_random_sign(level * 30.0), **self.geometry())
+
+    def shearx(self, img, level):
+        return img.transform(img.size, Image.AFFINE, (1, _random_sign(level * 0.3), 0, 0, 1, 0), **self.geometry())
+
+    def posterize(self, img, level):
+        bits = int(level * 4) + 4
+        return img if bits >= 8 else ImageOps.posterize(img, bits)
+
+    def solarize(self, img, level):
+        return ImageOps.solarize(img, int(level * 256))
+
+    def color(self, img, level):
+        return ImageEnhance.Color(img).enhance(level * 1.8 + 0.1)
+
+    def contrast(self, img, level):
+        return ImageEnhance.Contrast(img).enhance(level * 1.8 + 0.1)
+
+    def sharpness(self, img, level):
+        return ImageEnhance.Sharpness(img).enhance(level * 1.8 + 0.1)
+
+    def autocontrast(self, img, level):
+        return ImageOps.autocontrast(img)
+
+    def equalize(self, img, level):
+        return ImageOps.equalize(img)
+
+    def invert(self, img, level):
+        return ImageOps.invert(img)
+
+
+def _random_sign(value):
+    return -value if random.random() < 0.5 else value
+
+
+def _pair(size):
+    if isinstance(size, int):
+        return (size, size)
+    if len(size) != 2:
+        raise ValueError(f"image size must be an int or (height, width), got {size!r}")
+    return tuple(int(s) for s in size)
