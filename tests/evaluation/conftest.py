@@ -8,10 +8,15 @@ SPEC_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shar
 
 
 @pytest.fixture(scope="session")
-def eval_reference():
+def spec_reference():
+    """Path to the spec's reference data folder (skips when the spec is not next to the checkout)."""
+    if not os.path.isdir(SPEC_REFERENCE):
+        pytest.skip(f"spec reference data not found at {SPEC_REFERENCE}")
+    return os.path.abspath(SPEC_REFERENCE)
+
+
+@pytest.fixture(scope="session")
+def eval_reference(spec_reference):
     """The original evaluators' inputs (npz) and results (json), spec sec. 3.3."""
-    npz = os.path.join(SPEC_REFERENCE, "eval_reference.npz")
-    if not os.path.isfile(npz):
-        pytest.skip(f"spec reference data not found at {npz}")
-    with open(os.path.join(SPEC_REFERENCE, "eval_reference.json"), encoding="utf-8") as f:
-        return dict(np.load(npz)), json.load(f)
+    with open(os.path.join(spec_reference, "eval_reference.json"), encoding="utf-8") as f:
+        return dict(np.load(os.path.join(spec_reference, "eval_reference.npz"))), json.load(f)

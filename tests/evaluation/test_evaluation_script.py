@@ -1,0 +1,120 @@
+"""evaluation_script.py as a user runs it: a real subprocess on the miniature data tree with the tiny parity model."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from allinone.config import ConfigError, load_config
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCRIPT = os.path.join(REPO, "evaluation_script.py")
+TINY_CONFIG = "configs/allinone/tiny_eval.yaml"
+
+FACE = ["Accuracy", "Threshold", "metric"]
+REID = ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
+SOP = ["Recall@1", "Recall@10", "Recall@100", "Recall@1000", "metric"]
+# the keys the original printed at the end of a full run (spec allinone.md 4.5), in its order
+ORIGINAL_KEYS = ([f"task1.{name}.{m}" for name in ("calfw", "cplfw", "lfw", "cfp_ff", "cfp_fp", "agedb_30")
+                  for m in FACE]
+                 + [f"task3.{name}.{m}" for name in ("market1501", "msmt17", "veri", "vehicleid", "veriwild")
+                    for m in REID]
+                 + [f"task4.sop.{m}" for m in SOP])
+
+
+def load_script_module():
+    spec = importlib.util.spec_from_file_location("evaluation_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(data_root, *args):
+    env = dict(os.environ, FASTREID_DATASETS=str(data_root), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, SCRIPT, "--config", TINY_CONFIG, "--device", "cpu", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(spec_reference):
+    """The tiny parity model's weights (spec sec. 3.1); they load strictly into configs/allinone/tiny_eval.yaml."""
+    return os.path.join(spec_reference, "tiny_upstream.pdparams")
+
+
+@pytest.fixture(scope="module")
+def mini_root(tmp_path_factory):
+    from allinone.data.mini import make_mini_datasets
+
+    root = tmp_path_factory.mktemp("mini_datasets")
+    make_mini_datasets(str(root), seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_run(mini_root, tiny_weights, tmp_path_factory):
+    output = tmp_path_factory.mktemp("eval") / "metrics.json"
+    done = run_script(mini_root, "--model_path", tiny_weights, "--output", str(output))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(output, encoding="utf-8") as f:
+        return done, json.load(f)
+
+
+def test_a_full_run_writes_the_original_result_keys_in_the_original_order(full_run):
+    _, metrics = full_run
+    assert list(metrics) == ORIGINAL_KEYS
+
+
+def test_metrics_are_percentages_and_face_thresholds_lie_in_the_searched_range(full_run):
+    _, metrics = full_run
+    for key, value in metrics.items():
+        upper = 4.0 if key.endswith(".Threshold") else 100.0
+        assert 0.0 <= value <= upper, key
+    # the faces of the miniature tree are pairs of near-copies or of different patterns: better than chance
+    assert metrics["task1.lfw.Accuracy"] >= 50.0
+
+
+def test_the_final_table_puts_the_published_number_beside_each_measured_one(full_run):
+    done, metrics = full_run
+    market = [line.split() for line in done.stdout.splitlines() if line.startswith("Market1501")]
+    assert [row[:3] for row in market] == [["Market1501", "task3", "Rank-1"], ["Market1501", "task3", "mAP"]]
+    assert float(market[0][3]) == pytest.approx(metrics["task3.market1501.Rank-1"], abs=0.005)
+    assert market[0][4] == "96.40" and market[1][4] == "92.60"
+
+
+def test_a_missing_dataset_folder_stops_before_inference_naming_the_path(tiny_weights, tmp_path):
+    done = run_script(tmp_path, "--model_path", tiny_weights, "--test_datasets", "Market1501")
+    assert done.returncode == 1
+    assert "error:" in done.stderr and str(tmp_path) in done.stderr and "expected layout" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_checkpoint_with_a_missing_key_stops_unless_partial_loading_is_allowed(mini_root, tiny_weights, tmp_path):
+    import paddle
+
+    state = paddle.load(tiny_weights)
+    del state["heads.task1.bottleneck.0._mean"]
+    partial = str(tmp_path / "partial.pdparams")
+    paddle.save(state, partial)
+    strict = run_script(mini_root, "--model_path", partial, "--test_datasets", "LFW")
+    assert strict.returncode == 1 and "heads.task1.bottleneck.0._mean" in strict.stderr
+    allowed = run_script(mini_root, "--model_path", partial, "--test_datasets", "LFW", "--allow_partial",
+                         "--output", str(tmp_path / "lfw.json"))
+    assert allowed.returncode == 0, allowed.stderr[-3000:]
+    with open(tmp_path / "lfw.json", encoding="utf-8") as f:
+        assert list(json.load(f)) == ["task1.lfw.Accuracy", "task1.lfw.Threshold", "task1.lfw.metric"]
+
+
+def test_test_datasets_takes_a_comma_separated_list_in_the_given_order_including_optional_sets():
+    script = load_script_module()
+    cfg = load_config("configs/allinone/vitlarge_eval.yaml")
+    assert [e.name for e in script.select_test_sets(cfg.Eval, "SOP,DukeMTMC,LFW")] == ["SOP", "DukeMTMC", "LFW"]
+    assert len(script.select_test_sets(cfg.Eval, None)) == 12
+
+
+def test_an_unknown_test_dataset_name_lists_the_valid_ones():
+    script = load_script_module()
+    cfg = load_config("configs/allinone/vitlarge_eval.yaml")
+    with pytest.raises(ConfigError, match=r"\['Market'\].*Market1501"):
+        script.select_test_sets(cfg.Eval, "Market")
