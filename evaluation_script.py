@@ -54,18 +54,31 @@ def select_test_sets(eval_cfg, requested):
     return [known[name] for name in names]
 
 
-def load_test_set(entry, root):
-    from allinone.registry import DATASETS
+def prepare(entry, root):
+    """(test set, evaluator) of one table entry: reads the lists and checks the entry's published metric names, so a
+    bad entry fails before any inference."""
+    import allinone.data  # noqa: F401  (registers the dataset readers)
+    import allinone.evaluation  # noqa: F401  (registers the evaluators)
+    from allinone.registry import DATASETS, EVALUATORS
 
-    return DATASETS.build({"name": entry.dataset, "root": root, **(entry.get("dataset_args") or {})})
+    evaluator = EVALUATORS.build({"name": entry.evaluator})
+    unknown = sorted(set(entry.get("published") or {}) - set(evaluator.metric_names))
+    if unknown:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': published metric(s) {unknown} are not "
+                          f"reported by {entry.evaluator} (it reports {list(evaluator.metric_names)})")
+    dataset_args = dict(entry.get("dataset_args") or {})
+    try:
+        test_set = DATASETS.build({"name": entry.dataset, "root": root, **dataset_args})
+    except TypeError as err:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': dataset_args {dataset_args} do not fit "
+                          f"{entry.dataset} ({err})") from None
+    return test_set, evaluator
 
 
-def evaluate_test_set(model, entry, test_set, batch_size, num_workers):
+def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers):
     """Features of the entry's head for the evaluator's images, then the evaluator's metrics (OrderedDict)."""
     from allinone import FeatureExtractor
-    from allinone.registry import EVALUATORS
 
-    evaluator = EVALUATORS.build({"name": entry.evaluator, **(entry.get("evaluator_args") or {})})
     images = evaluator.images(test_set)
     extractor = FeatureExtractor(model, head=entry.head, batch_size=batch_size, num_workers=num_workers,
                                  show_progress=True)
@@ -93,9 +106,9 @@ def results_table(entries, results):
     return "\n".join(rows)
 
 
-def flat_results(entries, test_sets, results):
+def flat_results(entries, prepared, results):
     """{'task3.market1501.Rank-1': value, ...}: the keys the original printed at the end."""
-    return OrderedDict((f"{entry.head}.{test_sets[entry.name].dataset_name}.{metric}", float(value))
+    return OrderedDict((f"{entry.head}.{prepared[entry.name][0].dataset_name}.{metric}", float(value))
                        for entry in entries for metric, value in results[entry.name].items())
 
 
@@ -108,16 +121,18 @@ def run(args):
     from allinone import build_model, load_checkpoint
     from allinone.utils.env import configure_faiss_threads, resolve_device
     from allinone.utils.logger import setup_logger
-    import allinone.data  # noqa: F401  (registers the dataset readers)
-    import allinone.evaluation  # noqa: F401  (registers the evaluators)
 
     setup_logger()
     configure_faiss_threads()
     device = resolve_device(args.device or cfg.get_path("Global.device", "auto"))
     root = os.environ.get("FASTREID_DATASETS", "datasets")
     # read every list first: a missing folder stops the run in seconds, not after hours of inference
-    test_sets = OrderedDict((entry.name, load_test_set(entry, root)) for entry in entries)
+    prepared = OrderedDict((entry.name, prepare(entry, root)) for entry in entries)
     model = build_model(cfg)
+    unknown_heads = sorted({entry.head for entry in entries} - set(model.heads))
+    if unknown_heads:
+        raise ConfigError(f"{cfg.source}: Eval.datasets name head(s) {unknown_heads}; Model.heads has "
+                          f"{list(model.heads)}")
     report = load_checkpoint(model, args.model_path, strict=not args.allow_partial)
     logger.info("%s", report)
     model.eval()
@@ -126,9 +141,10 @@ def run(args):
     logger.info("evaluating %s on %s (data root %s, batch size %d)", args.model_path, device, root, batch_size)
     results = OrderedDict()
     for entry in entries:
-        results[entry.name] = evaluate_test_set(model, entry, test_sets[entry.name], batch_size, num_workers)
+        test_set, evaluator = prepared[entry.name]
+        results[entry.name] = evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers)
         logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
-    flat = flat_results(entries, test_sets, results)
+    flat = flat_results(entries, prepared, results)
     print(results_table(entries, results))
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

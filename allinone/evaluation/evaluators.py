@@ -12,7 +12,9 @@ from .retrieval import RECALL_KS, recall_at_ks
 
 
 class Evaluator:
-    """Shared checks; subclasses define `images(test_set)` and `_metrics(features, test_set)`."""
+    """Shared checks; subclasses define `metric_names`, `images(test_set)` and `_metrics(features, test_set)`."""
+
+    metric_names = ()
 
     def images(self, test_set):
         raise NotImplementedError
@@ -32,6 +34,8 @@ class Evaluator:
 class FaceVerificationEvaluator(Evaluator):
     """10-fold verification accuracy over the pairs (images 2i, 2i+1) of a face test set (`images`, `issame`)."""
 
+    metric_names = ("Accuracy", "Threshold", "metric")
+
     def __init__(self, num_folds=10):
         self.num_folds = num_folds
 
@@ -45,6 +49,8 @@ class FaceVerificationEvaluator(Evaluator):
 @EVALUATORS.register()
 class ReidEvaluator(Evaluator):
     """CMC / mAP / mINP of the queries against the gallery; features are query rows first, then gallery rows."""
+
+    metric_names = ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric")
 
     def images(self, test_set):
         return [path for path, _, _ in list(test_set.query) + list(test_set.gallery)]
@@ -63,6 +69,7 @@ class RetrievalEvaluator(Evaluator):
 
     def __init__(self, recalls=RECALL_KS):
         self.recalls = tuple(recalls)
+        self.metric_names = tuple(f"Recall@{k}" for k in self.recalls) + ("metric",)
 
     def images(self, test_set):
         if len(test_set.gallery):

@@ -118,3 +118,12 @@ def test_an_unknown_test_dataset_name_lists_the_valid_ones():
     cfg = load_config("configs/allinone/vitlarge_eval.yaml")
     with pytest.raises(ConfigError, match=r"\['Market'\].*Market1501"):
         script.select_test_sets(cfg.Eval, "Market")
+
+
+def test_a_published_metric_the_evaluator_does_not_report_is_a_config_error_before_inference():
+    script = load_script_module()
+    cfg = load_config("configs/allinone/vitlarge_eval.yaml", ["Eval.datasets=[{name: LFW, dataset: LFW, head: task1, "
+                                                              "evaluator: FaceVerificationEvaluator, "
+                                                              "published: {Acc: 99.82}}]"])
+    with pytest.raises(ConfigError, match=r"LFW.*\['Acc'\].*Accuracy"):
+        script.prepare(cfg.Eval.datasets[0], "no_data_needed")
