@@ -107,7 +107,7 @@ class MetricsLogger(HookBase):
         trainer = self.trainer
         seconds = sum(self.times)
         scalars = {name: statistics.median(values) for name, values in self.window.items()}
-        scalars["lr"] = trainer.optimizer.get_lr()
+        scalars["lr"] = trainer.lr
         scalars["images_per_second"] = sum(self.images) / seconds if seconds else 0.0
         scalars["max_mem_mb"] = max_memory_mb()
         eta = datetime.timedelta(seconds=int(seconds / len(self.times) * (trainer.max_iter - it - 1)))

@@ -37,7 +37,8 @@ class HookBase:
 
 class Trainer:
     """Runs iterations `start_iter .. max_iter - 1`. `self.iter` is the iteration in progress; after it finishes the
-    hooks see `self.iter` unchanged and the losses of that step in `self.losses` (rank-averaged floats)."""
+    hooks see `self.iter` unchanged, the losses of that step in `self.losses` (rank-averaged floats) and its
+    base learning rate in `self.lr`."""
 
     def __init__(self, model, loss_fn, optimizer, scheduler, data_loader, max_iter, start_iter=0, amp=None):
         self.model, self.loss_fn = model, loss_fn
@@ -48,7 +49,7 @@ class Trainer:
         self.scaler = paddle.amp.GradScaler() if self.amp["enabled"] and self.amp["dtype"] == "float16" else None
         self.world_size = dist.get_world_size()
         self.hooks = []
-        self.losses, self.step_seconds, self.data_seconds, self.step_images = {}, 0.0, 0.0, 0
+        self.losses, self.lr, self.step_seconds, self.data_seconds, self.step_images = {}, 0.0, 0.0, 0.0, 0
 
     def register_hooks(self, hooks):
         for hook in hooks:
@@ -88,6 +89,7 @@ class Trainer:
         total = paddle.add_n(list(losses.values()))
         self.losses = self._rank_average(losses)
         self._check_finite()
+        self.lr = self.optimizer.get_lr()
         if self.scaler is not None:
             self.scaler.scale(total).backward()
             self.scaler.step(self.optimizer)

@@ -1,0 +1,116 @@
+"""From a config to a ready Trainer: data, model (heads sized by the data), losses, solver, hooks, resume.
+
+Sections read here: `Global` (seed, output_dir), `Train` (loop, checkpoints, logging, AMP), `DataLoader.train`
+(tasks for `allinone.data.build_train_loader`), `Loss`, `Optimizer`; `Model` goes to `build_model`. Unknown keys
+in these sections are errors naming the key.
+"""
+import logging
+import os
+
+import paddle
+
+from ..config import ConfigError
+from ..modeling import build_model
+from ..modeling.checkpoint import load_checkpoint
+from .checkpointer import Checkpointer, load_training_state
+from .distributed import data_parallel
+from .hooks import EvalHook, LRScheduler, MetricsLogger, PeriodicCheckpointer, ScalarWriter
+from .losses import MultiTaskLoss
+from .solver import build_lr_scheduler, build_optimizer
+from .trainer import Trainer
+
+logger = logging.getLogger("allinone.engine")
+
+SECTIONS = ("Global", "Model", "Eval", "Train", "DataLoader", "Loss", "Optimizer")
+GLOBAL_KEYS = ("device", "seed", "num_threads", "output_dir")
+TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", "eval_period", "eval_datasets",
+              "amp", "init_checkpoint")
+AMP_KEYS = ("enabled", "dtype")
+AMP_DTYPES = ("float16", "bfloat16")
+TRAIN_LOADER_KEYS = ("mode", "num_workers", "tasks")
+
+
+def check_training_config(cfg):
+    """Raise ConfigError on an unknown section or key of the training sections (the model checks its own)."""
+    unknown = sorted(set(cfg) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown} in {cfg.source}; allowed: {list(SECTIONS)}")
+    for section in ("Train", "DataLoader", "Loss", "Optimizer"):
+        if section not in cfg:
+            raise ConfigError(f"{cfg.source}: a training config needs a '{section}' section")
+    cfg.Global.check_keys(GLOBAL_KEYS, "Global")
+    cfg.Train.check_keys(TRAIN_KEYS, "Train")
+    cfg.Train.amp.check_keys(AMP_KEYS, "Train.amp")
+    cfg.DataLoader.check_keys(("train",), "DataLoader")
+    cfg.DataLoader.train.check_keys(TRAIN_LOADER_KEYS, "DataLoader.train")
+    if cfg.Train.amp.enabled and cfg.Train.amp.dtype not in AMP_DTYPES:
+        raise ConfigError(f"Train.amp.dtype must be one of {AMP_DTYPES}, got '{cfg.Train.amp.dtype}'")
+
+
+def build_train_data(cfg):
+    """The multi-task train loader of `DataLoader.train` (data root: $FASTREID_DATASETS)."""
+    from ..data import build_train_loader
+
+    loader_cfg = cfg.DataLoader.train
+    try:
+        return build_train_loader(loader_cfg.tasks.to_dict(), mode=loader_cfg.mode, seed=int(cfg.Global.seed),
+                                  num_workers=int(loader_cfg.num_workers))
+    except KeyError as err:
+        raise ConfigError(f"DataLoader.train in {cfg.source}: {err}") from None
+
+
+def size_heads(cfg, num_classes):
+    """Set each training head's num_classes from its task's data (the original's auto_adjust_cfg)."""
+    task_to_head = cfg.Model.get("task_to_head") or {}
+    sized = {}
+    for task, count in num_classes.items():
+        head = task_to_head.get(task, task)
+        if head not in cfg.Model.heads:
+            raise ConfigError(f"training task '{task}' maps to head '{head}', which Model.heads does not have "
+                              f"({list(cfg.Model.heads)})")
+        if head in sized:
+            raise ConfigError(f"tasks '{sized[head]}' and '{task}' both train head '{head}': give each task its own")
+        sized[head] = task
+        cfg.Model.heads[head].num_classes = int(count)
+
+
+def build_trainer(cfg, resume_path=None, evaluate_fn=None):
+    """A Trainer for `cfg` (checked with check_training_config), resumed from `resume_path` if given.
+    `evaluate_fn(model) -> {key: value}` runs every `Train.eval_period` iterations and at the end (period > 0)."""
+    check_training_config(cfg)
+    train_cfg, output_dir = cfg.Train, cfg.Global.output_dir
+    if train_cfg.amp.enabled and not paddle.device.get_device().startswith("gpu"):
+        raise ConfigError("Train.amp.enabled needs a GPU (mixed precision is off on CPU); set -o Train.amp.enabled=false")
+    data = build_train_data(cfg)
+    size_heads(cfg, data.num_classes)
+    model = build_model(cfg)
+    if train_cfg.init_checkpoint and resume_path is None:
+        logger.info("%s", load_checkpoint(model, train_cfg.init_checkpoint, strict=False))
+    loss_fn = MultiTaskLoss(cfg.Loss, data.tasks)
+    scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
+    optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
+    wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous")
+    trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter),
+                      amp=train_cfg.amp.to_dict())
+    writer = ScalarWriter(os.path.join(output_dir, "vdl") if paddle.distributed.get_rank() == 0 else None)
+    hooks = [LRScheduler(),  # first: checkpoints store the scheduler as the next iteration needs it
+             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.checkpoint_keep)),
+                                  int(train_cfg.checkpoint_period))]
+    if evaluate_fn is not None and train_cfg.eval_period:
+        hooks.append(EvalHook(int(train_cfg.eval_period), evaluate_fn, writer))
+    hooks.append(MetricsLogger(int(train_cfg.log_period), writer))
+    trainer.register_hooks(hooks)
+    if resume_path:
+        state = load_training_state(resume_path)
+        trainer.load_state_dict(state)
+        logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
+    return trainer
+
+
+def find_resume_checkpoint(output_dir, path=None):
+    """`path` if given, else the newest checkpoint in `output_dir` (None when there is none)."""
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--resume {path}: no such checkpoint file")
+        return path
+    return Checkpointer(output_dir).latest()

@@ -1,0 +1,117 @@
+"""Train an AllInOne model (heterogeneous multi-task batches, one fused backbone pass) or evaluate a checkpoint.
+
+    python tools/train.py -c configs/allinone/tiny_demo.yaml [-o Section.key=value ...] [--resume [PATH]]
+    python tools/train.py -c CONFIG --eval-only [--resume PATH]     # the Eval table on a checkpoint
+    sh scripts/train.sh CONFIG [args]                               # several processes (GPUs or CPU)
+
+Outputs go to Global.output_dir: checkpoints (model_XXXXXXX.pdparams, model_final.pdparams, last_checkpoint),
+config.yaml, log_rank{r}.txt, VisualDL scalars in vdl/. Data root: $FASTREID_DATASETS (default `datasets`).
+"""
+import argparse
+import os
+import sys
+from collections import OrderedDict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout: evaluation_script.py and the allinone package
+
+from allinone.config import ConfigError, load_config  # noqa: E402
+from allinone.utils.env import configure_threads  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--config", required=True, help="YAML training config")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. -o Train.max_iter=100 (repeatable)")
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                        help="continue from PATH, or without PATH from the newest checkpoint in Global.output_dir")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="evaluate the --resume checkpoint (or Train.init_checkpoint) on the Eval table; no training")
+    return parser.parse_args(argv)
+
+
+def make_evaluate_fn(cfg, requested=None):
+    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table (test sets read once)."""
+    import evaluation_script as evaluation
+
+    entries = evaluation.select_test_sets(cfg.Eval, requested)
+    root = os.environ.get("FASTREID_DATASETS", "datasets")
+    test_sets = OrderedDict((entry.name, evaluation.load_test_set(entry, root)) for entry in entries)
+
+    def evaluate(model):
+        results = OrderedDict((entry.name, evaluation.evaluate_test_set(
+            model, entry, test_sets[entry.name], cfg.Eval.batch_size, cfg.Eval.num_workers)) for entry in entries)
+        print(evaluation.results_table(entries, results), flush=True)
+        return evaluation.flat_results(entries, test_sets, results)
+
+    return evaluate
+
+
+def run(args):
+    cfg = load_config(args.config, args.override)
+    configure_threads(cfg.get_path("Global.num_threads"))
+    import paddle  # noqa: F401  (after the thread set-up)
+
+    import allinone.data  # noqa: F401  (registers the data sets)
+    import allinone.evaluation  # noqa: F401  (registers the evaluators)
+    from allinone.engine.build import build_trainer, check_training_config, find_resume_checkpoint
+    from allinone.engine.distributed import init_distributed
+    from allinone.modeling import build_model
+    from allinone.modeling.checkpoint import load_checkpoint
+    from allinone.utils.env import configure_faiss_threads, resolve_device, seed_everything
+    from allinone.utils.logger import setup_logger
+
+    check_training_config(cfg)
+    rank, world_size = init_distributed()
+    output_dir = cfg.Global.output_dir
+    logger = setup_logger(output_dir, rank=rank)
+    configure_faiss_threads()
+    device = resolve_device(cfg.Global.device)
+    seed_everything(cfg.Global.seed, rank)
+    resume = find_resume_checkpoint(output_dir, args.resume) if args.resume is not None else None
+    if args.resume == "" and resume is None and not args.eval_only:
+        logger.warning("--resume: no checkpoint in %s yet; starting from iteration 0", output_dir)
+    evaluate_names = cfg.Train.eval_datasets
+    if args.eval_only:
+        weights = resume or cfg.Train.init_checkpoint
+        if not weights:
+            raise ConfigError("--eval-only needs weights: --resume PATH, a checkpoint in Global.output_dir "
+                              "with --resume, or Train.init_checkpoint")
+        model = build_model(cfg)
+        logger.info("%s", load_checkpoint(model, weights))
+        model.eval()
+        return make_evaluate_fn(cfg, evaluate_names)(model)
+    evaluate_fn = make_evaluate_fn(cfg, evaluate_names) if cfg.Train.eval_period else None
+    trainer = build_trainer(cfg, resume, evaluate_fn)
+    if rank == 0:
+        cfg.dump(os.path.join(output_dir, "config.yaml"))
+    logger.info("training %s on %s x %d process(es): iterations %d..%d, output %s", cfg.source, device, world_size,
+                trainer.iter, trainer.max_iter, output_dir)
+    trainer.train()
+    return None
+
+
+def user_errors():
+    """Errors about the user's input or a diverged run: one line on stderr, no traceback."""
+    from allinone.data import DatasetLayoutError
+    from allinone.engine.trainer import NonFiniteLossError
+    from allinone.modeling.checkpoint import CheckpointError
+
+    return ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError, NonFiniteLossError
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except Exception as err:  # noqa: BLE001  (re-raised unless it is one of user_errors())
+        if not isinstance(err, user_errors()):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
