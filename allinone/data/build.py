@@ -6,7 +6,7 @@ import paddle
 
 from ..registry import DATASETS, SAMPLERS
 from ..utils.env import get_rank, get_world_size
-from .common import TestImageDataset, TrainImageDataset, collate
+from .common import TestImageDataset, TrainImageDataset, collate, raise_sample_errors
 from .samplers import InferenceSampler, RankBatches, restore_order
 from .transforms import build_train_transform
 
@@ -21,9 +21,22 @@ def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, 
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
     sampler = InferenceSampler(len(items), rank, world_size)
-    return paddle.io.DataLoader(TestImageDataset(items, transform),
-                                batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
-                                collate_fn=collate, num_workers=num_workers)
+    return TestLoader(paddle.io.DataLoader(TestImageDataset(items, transform),
+                                           batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
+                                           collate_fn=collate, num_workers=num_workers))
+
+
+class TestLoader:
+    """A `paddle.io.DataLoader` whose batches are checked: a failed image raises here, naming it."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return (raise_sample_errors(batch) for batch in self.loader)
+
+    def __len__(self):
+        return len(self.loader)
 
 
 def gather_in_order(values, indices, num_items):
@@ -104,7 +117,7 @@ class MultiTaskTrainLoader:
         if task not in self.iterators:
             self.iterators[task] = iter(paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                                              num_workers=num_workers))
-        batch = next(self.iterators[task])
+        batch = raise_sample_errors(next(self.iterators[task]))
         batches.consumed()
         skipped = int(batch.pop("skipped").sum())
         if skipped:

@@ -1,7 +1,14 @@
 """Datasets that `paddle.io.DataLoader` iterates: images to evaluate in order, and one task's training images with
-merged identity labels; plus the collate function that batches their dicts."""
+merged identity labels; plus the collate function that batches their dicts.
+
+Paddle's DataLoader loses an exception raised inside a dataset (it dies in a reader thread: a hang with 0 workers,
+an anonymous "blocking queue is killed" with workers). So a failing sample is returned as `{"error": ...}`, the
+batch carries it to the calling process, and `raise_sample_errors` raises it there with its message.
+"""
+import functools
 import logging
 import numbers
+import traceback
 
 import numpy as np
 import paddle
@@ -9,6 +16,29 @@ import paddle
 from .io import ImageReadError, image_name, read_image
 
 logger = logging.getLogger(__name__)
+
+
+def errors_as_samples(getitem):
+    """Wrap `__getitem__` so an exception becomes an `{"error", "error_type"}` sample (see the module doc)."""
+
+    @functools.wraps(getitem)
+    def wrapper(self, index):
+        try:
+            return getitem(self, index)
+        except ImageReadError as err:
+            return {"error": str(err), "error_type": "ImageReadError"}
+        except Exception as err:
+            return {"error": f"sample {index}: {traceback.format_exc()}", "error_type": type(err).__name__}
+
+    return wrapper
+
+
+def raise_sample_errors(batch):
+    """Raise, in the calling process, the first error a batch carries (`ImageReadError` for unreadable images)."""
+    if "error" in batch:
+        message, kind = batch["error"][0], batch["error_type"][0]
+        raise (ImageReadError if kind == "ImageReadError" else RuntimeError)(message)
+    return batch
 
 
 class TestImageDataset(paddle.io.Dataset):
@@ -22,6 +52,7 @@ class TestImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.sources)
 
+    @errors_as_samples
     def __getitem__(self, index):
         return {"images": self.transform(read_image(self.sources[index])), "index": np.int64(index)}
 
@@ -59,6 +90,7 @@ class TrainImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.items)
 
+    @errors_as_samples
     def __getitem__(self, index):
         for skipped in range(self.MAX_SKIPS + 1):
             source, pid, camid, dataset_name = self.items[(index + skipped) % len(self.items)]
@@ -76,7 +108,11 @@ class TrainImageDataset(paddle.io.Dataset):
 
 def collate(samples):
     """Batch a list of sample dicts: arrays stack on a new axis 0, numbers become int64/float64 arrays, strings
-    stay lists (as the original's `fast_batch_collator`)."""
+    stay lists (as the original's `fast_batch_collator`). A batch with failed samples becomes their errors."""
+    failed = [sample for sample in samples if isinstance(sample, dict) and "error" in sample]
+    if failed:  # (Paddle's loader drops a batch without any array, hence "num_errors")
+        return {"error": [sample["error"] for sample in failed], "error_type": [sample["error_type"] for sample in failed],
+                "num_errors": np.array([len(failed)], dtype=np.int64)}
     first = samples[0]
     if isinstance(first, dict):
         return {key: collate([sample[key] for sample in samples]) for key in first}

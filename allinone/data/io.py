@@ -2,7 +2,7 @@
 import io
 import os
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class ImageReadError(OSError):
@@ -32,6 +32,8 @@ def read_image(source):
                 data = f.read()
         image = Image.open(io.BytesIO(data))
         image.load()
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"cannot read image {image_name(source)}: not a known image format") from err
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ImageReadError(f"cannot read image {image_name(source)}: {err}") from err
     try:
