@@ -23,7 +23,8 @@ class FeatureExtractor:
         if not images:
             return np.zeros([0, self.model.backbone.embed_dim], "float32")
         transform = build_test_transform(self.model.backbone.img_size)
-        loader = build_test_loader(images, transform, self.batch_size, self.num_workers)
+        # every image on this process, also under a multi-process launch (the loader would shard by rank)
+        loader = build_test_loader(images, transform, self.batch_size, self.num_workers, rank=0, world_size=1)
         was_training = self.model.training
         self.model.eval()
         features = []
