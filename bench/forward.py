@@ -2,7 +2,7 @@
 softmax(q k^T) v attention, measured in the same run, with the largest output difference between the two.
 
     python bench/forward.py            # tiny (the parity model, 32x32) and ViT-B/16 at 224x224: a minute or two
-    python bench/forward.py --full     # adds ViT-B, ViT-L and ViT-H at 384x384 (the evaluation size)
+    python bench/forward.py --full     # adds ViT-B and ViT-L at 384x384 (the evaluation size): ~10 min
 
 On CPU paddle's scaled_dot_product_attention runs its "math" backend (the same ops as the plain path); on GPU it
 picks a memory-efficient / flash kernel.
@@ -26,7 +26,6 @@ CASES = {
 FULL_CASES = {
     "base 384x384": (dict(preset="base", img_size=384), 4, 1),
     "large 384x384": (dict(preset="large", img_size=384), 2, 1),
-    "huge 384x384": (dict(preset="huge", img_size=384), 2, 1),
 }
 
 
