@@ -121,3 +121,14 @@ def test_recompute_reruns_blocks_in_backward_with_the_same_gradients():
         assert len(calls) == (2 if use_recompute else 1)
     for plain, recomputed in zip(*gradients):
         np.testing.assert_allclose(recomputed, plain, rtol=1e-6, atol=1e-7)
+
+
+def test_init_is_truncated_normal_002_for_tokens_and_linear_weights_with_zero_biases():
+    paddle.seed(3)
+    vit = VisionTransformer(img_size=32, **{**TINY_ARCH, "embed_dim": 128, "depth": 1})
+    block = vit.blocks[0]
+    for weights in (block.attn.qkv.weight, block.mlp.fc1.weight, vit.pos_embed):
+        assert abs(weights.numpy().std() - 0.02) < 0.002
+    for bias in (block.attn.qkv.bias, block.attn.proj.bias, block.mlp.fc2.bias, block.norm1.bias):
+        np.testing.assert_array_equal(bias.numpy(), 0.0)
+    np.testing.assert_array_equal(vit.norm.weight.numpy(), 1.0)
