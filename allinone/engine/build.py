@@ -16,7 +16,7 @@ from .checkpointer import Checkpointer, load_training_state
 from .distributed import data_parallel
 from .hooks import EvalHook, LRScheduler, MetricsLogger, PeriodicCheckpointer, ScalarWriter
 from .losses import MultiTaskLoss
-from .solver import build_lr_scheduler, build_optimizer
+from .solver import LR_KEYS, OPTIMIZER_KEYS, build_lr_scheduler, build_optimizer
 from .trainer import Trainer
 
 logger = logging.getLogger("allinone.engine")
@@ -41,6 +41,8 @@ def check_training_config(cfg):
     cfg.Global.check_keys(GLOBAL_KEYS, "Global")
     cfg.Train.check_keys(TRAIN_KEYS, "Train")
     cfg.Train.amp.check_keys(AMP_KEYS, "Train.amp")
+    cfg.Optimizer.check_keys(OPTIMIZER_KEYS, "Optimizer")
+    cfg.Optimizer.lr.check_keys(LR_KEYS, "Optimizer.lr")
     cfg.DataLoader.check_keys(("train",), "DataLoader")
     cfg.DataLoader.train.check_keys(TRAIN_LOADER_KEYS, "DataLoader.train")
     if cfg.Train.amp.enabled and cfg.Train.amp.dtype not in AMP_DTYPES:
@@ -55,7 +57,7 @@ def build_train_data(cfg):
     try:
         return build_train_loader(loader_cfg.tasks.to_dict(), mode=loader_cfg.mode, seed=int(cfg.Global.seed),
                                   num_workers=int(loader_cfg.num_workers))
-    except KeyError as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"DataLoader.train in {cfg.source}: {err}") from None
 
 

@@ -25,7 +25,7 @@ class WarmupCosine(paddle.optimizer.lr.LRScheduler):
     CosineAnnealingDecay alone steps a recursion that drifts over long runs)."""
 
     def __init__(self, base_lr, warmup_iters, max_iter, eta_min):
-        self.warmup_iters, self.cosine_iters, self.eta_min = warmup_iters, max_iter - warmup_iters, eta_min
+        self.warmup_iters, self.cosine_iters, self.eta_min = warmup_iters, max(max_iter - warmup_iters, 1), eta_min
         super().__init__(learning_rate=base_lr)
 
     def get_lr(self):
@@ -40,8 +40,8 @@ def build_lr_scheduler(lr_cfg, max_iter):
     """`Optimizer.lr` (base_lr, warmup_iters, eta_min) -> WarmupCosine over `max_iter` iterations."""
     lr_cfg.check_keys(LR_KEYS, "Optimizer.lr")
     warmup = int(lr_cfg.warmup_iters)
-    if not 0 <= warmup < max_iter:
-        raise ConfigError(f"Optimizer.lr.warmup_iters must be in [0, Train.max_iter={max_iter}), got {warmup}")
+    if not 0 <= warmup <= max_iter:
+        raise ConfigError(f"Optimizer.lr.warmup_iters must be in [0, Train.max_iter={max_iter}], got {warmup}")
     return WarmupCosine(float(lr_cfg.base_lr), warmup, max_iter, float(lr_cfg.eta_min))
 
 

@@ -1,0 +1,70 @@
+"""Checkpoints and resume with real processes: a SIGKILLed run resumed with --resume ends where an uninterrupted run
+ends; a diverged run stops naming the iteration and task after saving the last good state."""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import paddle
+
+from conftest import PYTHON, ROOT, model_state, run_train, tool_env
+
+# The tiny recipe with drop path, BN necks, triplet + CE and P x K sampling: only an exact restore of the model,
+# optimizer, LR schedule, sampler and RNG states gives the same final parameters. Image augmentation is off: the
+# data layer draws it from the global RNGs inside paddle's read-ahead threads (one per task), whose interleaving
+# differs from run to run, so not even two uninterrupted runs would agree with it on.
+RUN = ["-o", "Train.max_iter=60", "-o", "Train.checkpoint_period=5", "-o", "Train.checkpoint_keep=2",
+       *[arg for task in ("task1", "task2", "task3", "task4") for key in ("flip_prob", "padding", "erasing_prob")
+         for arg in ("-o", f"DataLoader.train.tasks.{task}.transform.{key}=0")]]
+
+
+def start_train(config, output_dir, mini_root, *args):
+    cmd = [PYTHON, os.path.join(ROOT, "tools", "train.py"), "-c", config, "-o", f"Global.output_dir={output_dir}",
+           *RUN, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=tool_env(mini_root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert process.poll() is None, f"training exited early: {process.stderr.read()[-3000:]}"
+        assert time.time() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
+
+
+def test_a_run_killed_after_a_checkpoint_and_resumed_ends_with_the_parameters_of_an_uninterrupted_run(
+        tiny_config, mini_root, tmp_path):
+    killed = start_train(tiny_config, tmp_path / "killed", mini_root)
+    wait_for(tmp_path / "killed" / "last_checkpoint", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "model_final.pdparams").exists(), "the kill came too late to test anything"
+    resumed_from = (tmp_path / "killed" / "last_checkpoint").read_text().strip()
+
+    resumed = run_train(tiny_config, tmp_path / "killed", mini_root, *RUN, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (tmp_path / "killed" / "log_rank0.txt").read_text()
+    assert f"resumed from {tmp_path / 'killed' / resumed_from}" in log
+
+    uninterrupted = run_train(tiny_config, tmp_path / "straight", mini_root, *RUN)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    expected = model_state(tmp_path / "straight" / "model_final.pdparams")
+    got = model_state(tmp_path / "killed" / "model_final.pdparams")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_a_non_finite_loss_stops_training_naming_iteration_and_task_after_saving_the_last_good_state(
+        tiny_config, mini_root, tmp_path):
+    """A learning rate of 1e30 blows the weights up at the first step with a non-zero lr (iteration 1)."""
+    result = run_train(tiny_config, tmp_path, mini_root, "-o", "Optimizer.lr.base_lr=1.0e+30",
+                       "-o", "Optimizer.lr.warmup_iters=0", "-o", "Train.max_iter=20")
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: non-finite loss at iteration 1: task(s) ['task1'"), message
+    assert (tmp_path / "last_checkpoint").read_text().strip() == "model_last_good.pdparams"
+    assert int(paddle.load(str(tmp_path / "model_last_good.pdparams"))["iteration"]) == 1  # resumes at the bad step
+    assert not (tmp_path / "model_final.pdparams").exists()
