@@ -72,7 +72,7 @@ def test_autoaugment_changes_images_and_is_reproducible_from_the_seed():
 
 def test_pixel_erasing_fills_one_box_with_unit_normal_noise():
     np.random.seed(0)
-    image = np.full((64, 64, 3), 5.0, dtype=np.float32)
+    image = np.full((3, 64, 64), 5.0, dtype=np.float32)
     out = NormalizedRandomErasing(prob=1.0, mode="pixel")(image)
     erased = out[out != 5.0]
     assert out.dtype == np.float32 and erased.size >= 0.02 * image.size * 0.9
@@ -81,5 +81,7 @@ def test_pixel_erasing_fills_one_box_with_unit_normal_noise():
 
 def test_const_erasing_fills_with_zero():
     np.random.seed(0)
-    out = NormalizedRandomErasing(prob=1.0, mode="const")(np.full((64, 64, 3), 5.0, dtype=np.float32))
+    out = NormalizedRandomErasing(prob=1.0, mode="const")(np.full((3, 64, 64), 5.0, dtype=np.float32))
     assert set(np.unique(out)) == {0.0, 5.0}
+    erased = out == 0.0
+    assert (erased[0] == erased[1]).all() and (erased[0] == erased[2]).all()  # the same box in every channel
