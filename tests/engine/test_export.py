@@ -1,0 +1,55 @@
+"""tools/export_model.py: the exported single-task extractor gives the dygraph model's features."""
+import os
+import subprocess
+import zlib
+
+import numpy as np
+import paddle
+
+from allinone.config import load_config
+from allinone.modeling import build_model
+from conftest import PYTHON, ROOT, tool_env
+
+
+def saved_tiny_model(config, path):
+    """A tiny model with trained-looking BN statistics, saved as a training checkpoint ({'model': ...})."""
+    paddle.seed(3)
+    model = build_model(load_config(config))
+    for name, tensor in model.state_dict().items():
+        if name.endswith(("_mean", "_variance")):
+            tensor.set_value(np.random.RandomState(zlib.crc32(name.encode())).uniform(0.5, 1.5, tensor.shape).astype("float32"))
+    paddle.save({"model": model.state_dict(), "iteration": 0}, str(path))
+    model.eval()
+    return model
+
+
+def export(config, checkpoint, task, output, mini_root, *extra):
+    return subprocess.run([PYTHON, os.path.join(ROOT, "tools", "export_model.py"), "-c", config,
+                           "--model_path", str(checkpoint), "--task", task, "--output", str(output), *extra],
+                          cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=300)
+
+
+def test_exported_extractor_reproduces_the_dygraph_features_of_its_task(tiny_config, mini_root, tmp_path):
+    model = saved_tiny_model(tiny_config, tmp_path / "model.pdparams")
+    query = os.path.join(mini_root, "Market-1501-v15.09.15", "query")
+    images = sorted(os.path.join(query, name) for name in os.listdir(query))[:3]
+    result = export(tiny_config, tmp_path / "model.pdparams", "task3", tmp_path / "export", mini_root,
+                    "--images", *images)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Paddle Inference matches the dygraph model" in result.stdout
+
+    exported = paddle.jit.load(str(tmp_path / "export" / "inference"))
+    batch = paddle.to_tensor(np.random.RandomState(1).uniform(-1, 1, [5, 3, 32, 32]).astype("float32"))
+    with paddle.no_grad():
+        expected = model.heads["task3"](model.backbone(batch)).numpy()
+        other_head = model.heads["task1"](model.backbone(batch)).numpy()
+    got = exported(batch).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, other_head, atol=1e-3)  # it is task3's head, not another one
+
+
+def test_exporting_an_unknown_task_is_an_error_naming_it(tiny_config, mini_root, tmp_path):
+    saved_tiny_model(tiny_config, tmp_path / "model.pdparams")
+    result = export(tiny_config, tmp_path / "model.pdparams", "person", tmp_path / "export", mini_root)
+    assert result.returncode == 1
+    assert "--task: task 'person' has no head" in result.stderr
