@@ -71,13 +71,18 @@ class TrainImageDataset(paddle.io.Dataset):
     def __init__(self, datasets, transform, task):
         """`datasets`: list of `(dataset_name, items)` with items `(source, pid, camid)`."""
         self.task, self.transform = task, transform
-        self.items = [(source, f"{name}_{pid}", f"{name}_{camid}", name)
-                      for name, items in datasets for source, pid, camid in items]
-        if not self.items:
-            raise ValueError(f"task '{task}' has no training images (data sets: {[name for name, _ in datasets]})")
-        self.pid_labels = {pid: i for i, pid in enumerate(sorted({item[1] for item in self.items}))}
-        self.cam_labels = {cam: i for i, cam in enumerate(sorted({item[2] for item in self.items}))}
-        self.targets = np.array([self.pid_labels[item[1]] for item in self.items], dtype=np.int64)
+        self.dataset_names = [name for name, _ in datasets]
+        self.sources = [source for _, items in datasets for source, _, _ in items]
+        if not self.sources:
+            raise ValueError(f"task '{task}' has no training images (data sets: {self.dataset_names})")
+        # labels per data set first, so millions of items need dict look-ups, not millions of prefixed strings
+        self.pid_labels = label_index((name, pid) for name, items in datasets for pid in {item[1] for item in items})
+        self.cam_labels = label_index((name, cam) for name, items in datasets for cam in {item[2] for item in items})
+        self.targets = np.array([self.pid_labels[f"{name}_{pid}"] for name, items in datasets
+                                 for _, pid, _ in items], dtype=np.int64)
+        self.camids = np.array([self.cam_labels[f"{name}_{cam}"] for name, items in datasets
+                                for _, _, cam in items], dtype=np.int64)
+        self.dataset_ids = np.repeat(np.arange(len(datasets), dtype=np.int32), [len(items) for _, items in datasets])
 
     @property
     def num_classes(self):
@@ -88,22 +93,27 @@ class TrainImageDataset(paddle.io.Dataset):
         return len(self.cam_labels)
 
     def __len__(self):
-        return len(self.items)
+        return len(self.sources)
 
     @errors_as_samples
     def __getitem__(self, index):
         for skipped in range(self.MAX_SKIPS + 1):
-            source, pid, camid, dataset_name = self.items[(index + skipped) % len(self.items)]
+            item = (index + skipped) % len(self.sources)
             try:
-                image = read_image(source)
+                image = read_image(self.sources[item])
             except ImageReadError as err:
                 logger.warning("task %s: skipping unreadable training image (%s)", self.task, err)
                 continue
-            return {"images": self.transform(image), "targets": np.int64(self.pid_labels[pid]),
-                    "camids": np.int64(self.cam_labels[camid]), "task": self.task, "dataset_name": dataset_name,
+            return {"images": self.transform(image), "targets": self.targets[item], "camids": self.camids[item],
+                    "task": self.task, "dataset_name": self.dataset_names[self.dataset_ids[item]],
                     "skipped": np.int64(skipped)}
         raise ImageReadError(f"task {self.task}: {self.MAX_SKIPS + 1} unreadable images in a row from "
-                             f"{image_name(self.items[index][0])}; is the data set readable?")
+                             f"{image_name(self.sources[index])}; is the data set readable?")
+
+
+def label_index(name_and_ids):
+    """{"<dataset_name>_<id>": position among the sorted labels}: the original's merged, lexicographic label space."""
+    return {label: i for i, label in enumerate(sorted({f"{name}_{value}" for name, value in name_and_ids}))}
 
 
 def collate(samples):

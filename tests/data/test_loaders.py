@@ -80,9 +80,11 @@ def test_homogeneous_mode_serves_one_task_per_iteration_in_turn(mini_root):
     assert [list(next(loader)) for _ in range(3)] == [["face"], ["person"], ["face"]]
 
 
-def test_a_resumed_loader_continues_with_the_same_batches(mini_root):
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_resumed_loader_continues_with_the_same_batches(mini_root, num_workers):
     def loader():
-        return build_train_loader(person_and_face_tasks(), root=mini_root, seed=7, rank=0, world_size=1)
+        return build_train_loader(person_and_face_tasks(), root=mini_root, seed=7, num_workers=num_workers, rank=0,
+                                  world_size=1)
 
     first = loader()
     for _ in range(3):
