@@ -1,5 +1,6 @@
 """Loaders: the evaluation loader (every image once, in order) and the multi-task training loader."""
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import paddle
@@ -13,6 +14,14 @@ from .transforms import build_train_transform
 logger = logging.getLogger(__name__)
 
 MODES = ("heterogeneous", "homogeneous")
+
+
+class TaskLoader(NamedTuple):
+    """What the multi-task loader keeps per task."""
+
+    dataset: TrainImageDataset
+    batches: RankBatches
+    num_workers: int
 
 
 def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, world_size=None):
@@ -71,7 +80,8 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
                                     build_train_transform(spec.get("transform", {})), task)
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
                                  batch_size=int(spec["batch_size"]), world_size=world_size, seed=[seed, position])
-        loaders[task] = (dataset, RankBatches(sampler, rank, world_size), spec.get("num_workers", num_workers))
+        batches = RankBatches(sampler, rank, world_size)
+        loaders[task] = TaskLoader(dataset, batches, spec.get("num_workers", num_workers))
     return MultiTaskTrainLoader(loaders, mode)
 
 
@@ -97,11 +107,11 @@ class MultiTaskTrainLoader:
 
     @property
     def num_classes(self):
-        return {task: dataset.num_classes for task, (dataset, _, _) in self.loaders.items()}
+        return {task: loader.dataset.num_classes for task, loader in self.loaders.items()}
 
     @property
     def datasets(self):
-        return {task: dataset for task, (dataset, _, _) in self.loaders.items()}
+        return {task: loader.dataset for task, loader in self.loaders.items()}
 
     def __iter__(self):
         return self
@@ -113,12 +123,12 @@ class MultiTaskTrainLoader:
         return batch
 
     def next_batch(self, task):
-        dataset, batches, num_workers = self.loaders[task]
+        loader = self.loaders[task]
         if task not in self.iterators:
-            self.iterators[task] = iter(paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
-                                                             num_workers=num_workers))
+            self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
+                                                             collate_fn=collate, num_workers=loader.num_workers))
         batch = raise_sample_errors(next(self.iterators[task]))
-        batches.consumed()
+        loader.batches.consumed()
         skipped = int(batch.pop("skipped").sum())
         if skipped:
             self.skipped[task] += skipped
@@ -127,13 +137,13 @@ class MultiTaskTrainLoader:
 
     def state_dict(self):
         return {"iteration": self.iteration, "mode": self.mode,
-                "tasks": {task: batches.state_dict() for task, (_, batches, _) in self.loaders.items()}}
+                "tasks": {task: loader.batches.state_dict() for task, loader in self.loaders.items()}}
 
     def set_state_dict(self, state):
         if sorted(state["tasks"]) != sorted(self.loaders) or state["mode"] != self.mode:
             raise ValueError(f"loader state is for tasks {sorted(state['tasks'])} in mode {state['mode']!r}; this "
                              f"loader has tasks {sorted(self.loaders)} in mode {self.mode!r}")
         self.iterators = {}  # drop read-ahead batches; workers restart from the restored samplers
-        for task, (_, batches, _) in self.loaders.items():
-            batches.set_state_dict(state["tasks"][task])
+        for task, loader in self.loaders.items():
+            loader.batches.set_state_dict(state["tasks"][task])
         self.iteration = int(state["iteration"])

@@ -121,7 +121,8 @@ def collate(samples):
     stay lists (as the original's `fast_batch_collator`). A batch with failed samples becomes their errors."""
     failed = [sample for sample in samples if isinstance(sample, dict) and "error" in sample]
     if failed:  # (Paddle's loader drops a batch without any array, hence "num_errors")
-        return {"error": [sample["error"] for sample in failed], "error_type": [sample["error_type"] for sample in failed],
+        return {"error": [sample["error"] for sample in failed],
+                "error_type": [sample["error_type"] for sample in failed],
                 "num_errors": np.array([len(failed)], dtype=np.int64)}
     first = samples[0]
     if isinstance(first, dict):

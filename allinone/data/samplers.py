@@ -8,6 +8,7 @@ epoch + position in it) resumes the exact sequence.
 """
 import collections
 import math
+import threading
 
 import numpy as np
 
@@ -151,7 +152,8 @@ class RankBatches:
 
     The loader reads ahead, so the sampler's state is recorded before each batch is produced; `consumed()` reports
     how many recorded batches the training loop has taken, and `state_dict()` is the state before the next batch the
-    loop will see.
+    loop will see. `set_state_dict()` also ends the iterators already handed out (a loader thread may still be
+    reading ahead from one), so nothing but the new iterator advances the restored sampler.
     """
 
     def __init__(self, sampler, rank=0, world_size=1):
@@ -160,18 +162,28 @@ class RankBatches:
         self.sampler, self.per_rank = sampler, sampler.batch_size // world_size
         self.start = rank * self.per_rank
         self.pending = collections.deque()
+        self.lock = threading.Lock()
+        self.generation = 0
 
     def __iter__(self):
+        generation = self.generation
         while True:
-            self.pending.append(self.sampler.state_dict())
-            yield self.sampler.next_batch()[self.start:self.start + self.per_rank]
+            with self.lock:
+                if generation != self.generation:
+                    return
+                self.pending.append(self.sampler.state_dict())
+                batch = self.sampler.next_batch()
+            yield batch[self.start:self.start + self.per_rank]
 
     def consumed(self):
         self.pending.popleft()
 
     def state_dict(self):
-        return self.pending[0] if self.pending else self.sampler.state_dict()
+        with self.lock:
+            return self.pending[0] if self.pending else self.sampler.state_dict()
 
     def set_state_dict(self, state):
-        self.pending.clear()
-        self.sampler.set_state_dict(state)
+        with self.lock:
+            self.generation += 1
+            self.pending.clear()
+            self.sampler.set_state_dict(state)

@@ -114,7 +114,8 @@ def test_a_global_batch_that_does_not_split_over_ranks_is_an_error(mini_root):
 
 
 def test_unreadable_training_images_are_skipped_and_counted(copy_of, caplog):
-    logging.getLogger("allinone.data.common").addHandler(caplog.handler)  # seen even if a logger set-up stops propagation
+    # attach to the logger itself: a logger set-up elsewhere in the session may stop propagation to the root
+    logging.getLogger("allinone.data.common").addHandler(caplog.handler)
     root = copy_of("DukeMTMC-reID")
     train_dir = os.path.join(root, "DukeMTMC-reID", "bounding_box_train")
     with open(os.path.join(train_dir, "0001_c2_f0000102.jpg"), "wb") as f:

@@ -93,3 +93,13 @@ def test_rank_batches_report_the_state_before_the_next_unconsumed_batch():
     fresh = RankBatches(TrainingSampler(np.zeros(9), batch_size=3, seed=0))
     fresh.set_state_dict(batches.state_dict())
     assert first and next(iter(fresh)) == read_ahead[0]
+
+
+def test_restoring_a_state_ends_iterators_handed_out_before():
+    batches = RankBatches(TrainingSampler(np.zeros(9), batch_size=3, seed=0))
+    old = iter(batches)
+    next(old)
+    state = batches.state_dict()
+    batches.set_state_dict(state)
+    assert list(old) == []  # a loader thread still reading ahead stops instead of advancing the restored sampler
+    assert next(iter(batches)) == next(iter(RankBatches(TrainingSampler(np.zeros(9), batch_size=3, seed=0))))
