@@ -1,9 +1,10 @@
 """ReID ranking (Market-1501 protocol) in bounded memory: cosine distances by query block, one partial sort per query.
 
 Per query the gallery items with the query's pid AND camid are dropped; queries with no remaining match are skipped.
-Rank-k needs only the first match and AP/INP only the matches, so each query sorts just the kept items no farther than
-its farthest match, never the whole gallery. Ties are ordered by gallery index (a stable sort); the original used an
-unstable full argsort, so the two can differ only on exactly equal distances.
+Rank-k needs only the first match and AP/INP only the matches, so each query sorts just the kept items no farther
+than its farthest match (usually a small part of the gallery), and no q x g index matrix is ever built. Ties are
+ordered by gallery index (a stable sort); the original used an unstable full argsort, so the two can differ only on
+exactly equal distances.
 """
 from collections import OrderedDict
 
