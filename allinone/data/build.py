@@ -63,8 +63,8 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
     """A `MultiTaskTrainLoader` from a mapping task -> {datasets, batch_size, sampler, transform[, num_workers]}.
 
     `datasets` are registry names or `{"name": ..., **args}`; their `train` splits merge into one label space per
-    task. `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); each task
-    shuffles with its own seed derived from `seed`.
+    task. `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); task k
+    shuffles with its own RNG seeded `seed + k`.
     """
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
@@ -79,7 +79,7 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
         dataset = TrainImageDataset([(s.dataset_name, s.train) for s in sets],
                                     build_train_transform(spec.get("transform", {})), task)
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
-                                 batch_size=int(spec["batch_size"]), world_size=world_size, seed=[seed, position])
+                                 batch_size=int(spec["batch_size"]), world_size=world_size, seed=seed + position)
         batches = RankBatches(sampler, rank, world_size)
         loaders[task] = TaskLoader(dataset, batches, spec.get("num_workers", num_workers))
     return MultiTaskTrainLoader(loaders, mode)

@@ -47,8 +47,9 @@ def restore_order(indices, values, num_items):
 
 @SAMPLERS.register()
 class TrainingSampler:
-    """Shuffled epochs one after another (the original's stream); global batches of `batch_size` consecutive
-    indices, which may straddle two epochs."""
+    """Shuffled epochs one after another; global batches of `batch_size` consecutive indices, which may straddle
+    two epochs. On one rank with seed 0 this is the original's stream (`np.random.seed(0)`, then permutations).
+    `world_size` is accepted for the common sampler signature; `RankBatches` splits the batch."""
 
     def __init__(self, targets, batch_size, world_size=1, seed=0):
         self.num_items, self.batch_size = len(targets), batch_size

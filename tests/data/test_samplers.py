@@ -103,3 +103,10 @@ def test_restoring_a_state_ends_iterators_handed_out_before():
     batches.set_state_dict(state)
     assert list(old) == []  # a loader thread still reading ahead stops instead of advancing the restored sampler
     assert next(iter(batches)) == next(iter(RankBatches(TrainingSampler(np.zeros(9), batch_size=3, seed=0))))
+
+
+def test_training_sampler_with_seed_0_is_the_original_permutation_stream():
+    original = np.random.RandomState(0)
+    stream = np.concatenate([original.permutation(7), original.permutation(7)])
+    sampler = TrainingSampler(np.zeros(7), batch_size=7, seed=0)
+    assert sampler.next_batch() + sampler.next_batch() == stream.tolist()
