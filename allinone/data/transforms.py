@@ -133,14 +133,14 @@ class ImageNetAutoAugment:
                 img = getattr(self, name.lower())(img, magnitude / 10.0)
         return img
 
-    def geometry(self):
+    def resampling(self):
         return {"resample": random.choice((Image.BILINEAR, Image.BICUBIC)), "fillcolor": self.fill}
 
     def rotate(self, img, level):
-        return img.rotate(_random_sign(level * 30.0), **self.geometry())
+        return img.rotate(_random_sign(level * 30.0), **self.resampling())
 
     def shearx(self, img, level):
-        return img.transform(img.size, Image.AFFINE, (1, _random_sign(level * 0.3), 0, 0, 1, 0), **self.geometry())
+        return img.transform(img.size, Image.AFFINE, (1, _random_sign(level * 0.3), 0, 0, 1, 0), **self.resampling())
 
     def posterize(self, img, level):
         bits = int(level * 4) + 4
