@@ -83,7 +83,7 @@ def test_vehicleid_gallery_holds_one_image_per_vehicle_and_camid_is_the_image_id
 
 
 def test_vehicleid_split_is_seeded_and_each_seed_partitions_the_test_list(mini_root):
-    dataset = build("LargeVehicleID", mini_root, split_seed=3)
+    dataset = build("LargeVehicleID", mini_root, seed=3)
     assert dataset.split(3) == (dataset.query, dataset.gallery)
     query, gallery = dataset.split(4)
     assert (query, gallery) != (dataset.query, dataset.gallery)

@@ -12,15 +12,15 @@ class VehicleID(ReidDataset):
     camera and each query keeps its one true match.
 
     Query/gallery: shuffle the test list, then the first image of every vehicle goes to the gallery and the rest to
-    the query. The original shuffled unseeded; ours uses `split_seed`, and `split(seed)` gives other draws of the
-    same test images (to average several draws, as fast-reid does).
+    the query. The original shuffled unseeded; ours draws with `seed` (record it with the results), and
+    `split(seed)` gives other draws of the same test images (to average several draws, as fast-reid does).
     """
 
     dataset_name = "vehicleid"
     test_list = "test_list_13164.txt"
 
-    def __init__(self, root=None, split_seed=0):
-        self.split_seed = split_seed
+    def __init__(self, root=None, seed=0):
+        self.seed = seed
         self.layout = (f"$ROOT/vehicleid/ with image/<imgid>.jpg and train_test_split/train_list.txt, "
                        f"train_test_split/{self.test_list} (lines '<imgid> <vid>')")
         super().__init__(root)
@@ -31,7 +31,7 @@ class VehicleID(ReidDataset):
         split_dir = require_dir(os.path.join(data_dir, "train_test_split"), self.layout)
         train = self.read_list(data_dir, os.path.join(split_dir, "train_list.txt"))
         self.test_items = self.read_list(data_dir, os.path.join(split_dir, self.test_list))
-        query, gallery = self.split(self.split_seed)
+        query, gallery = self.split(self.seed)
         return train, query, gallery
 
     def split(self, seed):
