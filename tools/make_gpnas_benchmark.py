@@ -33,15 +33,18 @@ NOISE_SHARE = {"cplfw": 1.0, "market1501": 0.25, "dukemtmc": 0.2, "msmt17": 0.12
                "veriwild": 0.15, "sop": 0.3}
 
 
-def sample_codes(count, rng):
-    """`count` distinct architecture codes drawn uniformly: depth letter, then a heads and mlp digit per layer."""
-    codes = set()
+def sample_codes(count, rng, exclude=()):
+    """`count` distinct architecture codes drawn uniformly (depth letter, then a heads and mlp digit per layer),
+    none of them in `exclude`."""
+    codes, seen = [], set(exclude)
     while len(codes) < count:
         depth = int(rng.integers(10, 13))
         digits = rng.integers(1, 4, size=(depth, 2))
-        groups = "".join(f"{h}{m}1" for h, m in digits) + "000" * (MAX_DEPTH - depth)
-        codes.add("jkl"[depth - 10] + groups)
-    return rng.permutation(sorted(codes))
+        code = "jkl"[depth - 10] + "".join(f"{h}{m}1" for h, m in digits) + "000" * (MAX_DEPTH - depth)
+        if code not in seen:
+            seen.add(code)
+            codes.append(code)
+    return np.array(codes)
 
 
 def task_coefficients(rng):
@@ -76,26 +79,27 @@ def clean_scores(codes, coefficients):
     return np.stack(columns, axis=1)
 
 
-def noisy_scores(scores, rng):
-    noise_sd = scores.std(axis=0) * np.array([NOISE_SHARE[task] for task in TASKS])
-    return scores + rng.normal(size=scores.shape) * noise_sd
-
-
 def make_benchmark(out_dir, num_train=500, num_test=99500, seed=0, truth=False):
-    """Write the benchmark files into `out_dir`; returns their paths (train, test[, truth])."""
-    rng = np.random.default_rng(seed)
-    codes = sample_codes(num_train + num_test, rng)
-    scores = noisy_scores(clean_scores(codes, task_coefficients(rng)), rng)
-    train_codes, test_codes = codes[:num_train], codes[num_train:]
+    """Write the benchmark files into `out_dir`; returns their paths (train, test[, truth]). Separate random
+    streams, and a noise scale taken from the training scores, keep the training file the same whatever the
+    test size."""
+    coefficient_rng, train_rng, test_rng = (np.random.default_rng([seed, stream]) for stream in range(3))
+    coefficients = task_coefficients(coefficient_rng)
+    train_codes = sample_codes(num_train, train_rng)
+    test_codes = sample_codes(num_test, test_rng, exclude=train_codes)
+    train_clean, test_clean = clean_scores(train_codes, coefficients), clean_scores(test_codes, coefficients)
+    noise_sd = train_clean.std(axis=0) * np.array([NOISE_SHARE[task] for task in TASKS])
+    train_scores = train_clean + train_rng.normal(size=train_clean.shape) * noise_sd
+    test_scores = test_clean + test_rng.normal(size=test_clean.shape) * noise_sd
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, "CCF_UFO_train.json"), os.path.join(out_dir, "CCF_UFO_test.json")]
     train_ids = [f"arch{i + 1}" for i in range(num_train)]
     test_ids = [f"arch{i + 1}" for i in range(num_test)]
-    write_ranking_json(paths[0], RankingSet(train_ids, train_codes, scores_to_ranks(scores[:num_train])))
+    write_ranking_json(paths[0], RankingSet(train_ids, train_codes, scores_to_ranks(train_scores)))
     write_ranking_json(paths[1], RankingSet(test_ids, test_codes, np.zeros((num_test, len(TASKS)), np.int64)))
     if truth:
         paths.append(os.path.join(out_dir, "CCF_UFO_test_truth.json"))
-        write_ranking_json(paths[2], RankingSet(test_ids, test_codes, scores_to_ranks(scores[num_train:])))
+        write_ranking_json(paths[2], RankingSet(test_ids, test_codes, scores_to_ranks(test_scores)))
     return paths
 
 

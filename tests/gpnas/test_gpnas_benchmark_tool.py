@@ -26,3 +26,8 @@ def test_tasks_share_a_signal_but_rank_differently(benchmark):
     truth = read_ranking_json(benchmark["test_truth"]).ranks
     correlation = np.corrcoef(truth.T)[np.triu_indices(len(TASKS), 1)]
     assert correlation.min() > 0 and correlation.max() < 0.99
+
+
+def test_training_file_does_not_depend_on_the_test_size(tmp_path, make_benchmark):
+    small, large = make_benchmark(tmp_path / "small", 20, 10), make_benchmark(tmp_path / "large", 20, 50)
+    assert filecmp.cmp(small["train"], large["train"], shallow=False)
