@@ -14,16 +14,22 @@ from .features import l2_normalize
 
 RANKS = (1, 5, 10)
 MAX_RANK = 50
-BLOCK_BYTES = 64 * 2 ** 20
+BLOCK_BYTES = 128 * 2 ** 20
 
 
 def cosine_distance_blocks(query_features, gallery_features, block_bytes=BLOCK_BYTES):
-    """Yield (start, dist) with dist = 1 - q̂·ĝᵀ (float32) for consecutive blocks of queries."""
+    """Yield (start, dist) with dist = 1 - q̂·ĝᵀ (float32) for consecutive blocks of queries. One buffer serves all
+    blocks (no page faults for a fresh array each time): use a block before asking for the next."""
     query = l2_normalize(query_features)
     gallery = l2_normalize(gallery_features)
     rows = max(1, block_bytes // (4 * max(1, gallery.shape[0])))
+    buffer = np.empty((min(rows, query.shape[0]), gallery.shape[0]), dtype=np.float32)
     for start in range(0, query.shape[0], rows):
-        yield start, 1 - query[start:start + rows] @ gallery.T
+        block = query[start:start + rows]
+        dist = buffer[:len(block)]
+        np.matmul(block, gallery.T, out=dist)
+        np.subtract(1, dist, out=dist)
+        yield start, dist
 
 
 def match_ranks(dist, keep, positive):

@@ -15,12 +15,14 @@ QUERY_BLOCK = 4096
 
 
 def inner_product_index(features):
-    """Exact inner-product faiss index over `features`, moved to the GPU when faiss-gpu sees one."""
+    """Exact inner-product faiss index over `features`, on GPU 0 when faiss-gpu sees a GPU."""
     import faiss
 
     index = faiss.IndexFlatIP(features.shape[1])
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if faiss.get_num_gpus() > 0:
+        resources = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(resources, 0, index)
+        index.referenced_objects = [resources]  # the GPU index must not outlive its resources
     index.add(features)
     return index
 
