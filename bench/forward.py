@@ -84,7 +84,7 @@ def main():
         size = model.img_size
         images = paddle.to_tensor(np.random.RandomState(0).uniform(-1, 1, (batch, 3, *size)).astype("float32"))
         plain, fused, max_diff = compare_attention(model, images, batches)
-        print(f"{name:<15} {batch:>5} {plain:>12.1f} {fused:>12.1f} {fused / plain:>11.2f}x {max_diff:>11.2e}")
+        print(f"{name:<15} {batch:>5} {plain:>12.2f} {fused:>12.2f} {fused / plain:>11.2f}x {max_diff:>11.2e}")
         del model
 
 
