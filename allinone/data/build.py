@@ -38,6 +38,8 @@ def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, 
 class TestLoader:
     """A `paddle.io.DataLoader` whose batches are checked: a failed image raises here, naming it."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, loader):
         self.loader = loader
 

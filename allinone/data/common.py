@@ -45,6 +45,8 @@ class TestImageDataset(paddle.io.Dataset):
     """`{"images": CHW float32, "index": int64}` for every item, in order; an unreadable image raises an error
     naming it (evaluation must not skip). Items are image sources or `(source, pid, camid)` tuples."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, items, transform):
         self.sources = [item[0] if isinstance(item, tuple) else item for item in items]
         self.transform = transform
