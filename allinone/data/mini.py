@@ -21,7 +21,7 @@ FACE_IDENTITIES = 24
 
 
 class PatternPainter:
-    """Draws images of numbered identities: identity -> fixed pattern, image -> noise, phase and brightness."""
+    """Draws images of identities: identity key -> fixed pattern; each image -> its own noise, phase, brightness."""
 
     def __init__(self, seed):
         self.seed = seed
