@@ -1,7 +1,9 @@
 """What every data-set reader shares: the root folder, layout checks with helpful errors, list-file parsing and a
 summary table. Readers return raw ids; relabelling for training happens once, in `allinone.data.common`."""
+import logging
 import os
 
+logger = logging.getLogger(__name__)
 
 class DatasetLayoutError(ValueError):
     """The data on disk does not have the expected layout; the message names the path (and line) and the layout."""
@@ -52,6 +54,7 @@ class ReidDataset:
     def __init__(self, root=None):
         self.root = dataset_root(root)
         self.train, self.query, self.gallery = self.read()
+        logger.info("%s from %s:\n%s", type(self).__name__, self.root, self.summary())
 
     def read(self):
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
 Pair i is images (2i, 2i+1); `issame[i]` says whether they show the same person.
 """
+import logging
 import os
 import pickle
 
@@ -11,6 +12,7 @@ from ...registry import DATASETS
 from .base import DatasetLayoutError, dataset_root, read_list
 
 BIN_FOLDERS = ("faces_emore_val", "faces_emore")
+logger = logging.getLogger(__name__)
 
 
 class _BinUnpickler(pickle.Unpickler):
@@ -72,6 +74,8 @@ class FaceVerificationDataset:
         if len(self.images) != 2 * len(self.issame):
             raise DatasetLayoutError(f"{self.source}: {len(self.images)} images but {len(self.issame)} pair labels; "
                                      f"expected two images per pair")
+        logger.info("%s: %d pairs (%d same) from %s", type(self).__name__, len(self.issame), self.issame.sum(),
+                    self.source)
 
     def read_filelist(self, folder, filelist):
         label_path = os.path.join(folder, f"{self.dataset_name}_label.npy")
