@@ -1,0 +1,106 @@
+"""Training-step throughput and peak memory on CPU: the batch-fused forward (one backbone pass over all tasks'
+images, as the original's meta-architecture) beside one backbone pass per task, same model, batch and run.
+
+    python bench/train_step.py [--steps 3] [--sizes tiny base] [--full]
+
+tiny = tiny_demo.yaml (ViT dim 64, depth 2, 32x32, 16 images per task); base = ViT-Base at 128x128, 8 images per
+task (--full: 384x384 and the recipe's per-GPU batch 128/64/64/64 of 8 ranks, for GPU machines). Each step is the
+real Trainer step (forward, CosFace + triplet losses, backward, Momentum step) on a fixed synthetic batch.
+Peak memory = paddle's host allocator peak during the timed steps, above what was allocated before them.
+"""
+import argparse
+import itertools
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from allinone.utils.env import configure_threads  # noqa: E402
+
+THREADS = configure_threads()
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+from paddle.base import core  # noqa: E402
+
+from allinone.config import load_config  # noqa: E402
+from allinone.engine.losses import MultiTaskLoss  # noqa: E402
+from allinone.engine.solver import build_lr_scheduler, build_optimizer  # noqa: E402
+from allinone.engine.trainer import Trainer  # noqa: E402
+from allinone.modeling import build_model  # noqa: E402
+
+TASKS = ("task1", "task2", "task3", "task4")
+NUM_CLASSES = 100
+INSTANCES = 4  # K of the P x K batches the triplet loss needs
+
+
+def size_overrides(size, full):
+    """(config overrides, images per task) of a benchmark size."""
+    if size == "tiny":
+        return [], [16] * 4
+    side = 384 if full else 128
+    model = ["Model.backbone.embed_dim=768", "Model.backbone.depth=12", "Model.backbone.num_heads=12",  # ViT-Base
+             "Model.backbone.mlp_ratio=4.0", f"Model.backbone.img_size=[{side}, {side}]",
+             "Model.backbone.patch_size=16", "Model.backbone.stride_size=16"]
+    model += [f"Model.heads.{task}.feat_dim=768" for task in TASKS]
+    return model, ([128, 64, 64, 64] if full else [8] * 4)
+
+
+def build_step(size, full):
+    """A Trainer on the tiny_demo recipe at `size`, a fixed synthetic batch, and the batch's image count."""
+    overrides, batches = size_overrides(size, full)
+    cfg = load_config(os.path.join(ROOT, "configs/allinone/tiny_demo.yaml"), overrides)
+    for task in TASKS:
+        cfg.Model.heads[task].num_classes = NUM_CLASSES
+    paddle.seed(0)
+    model = build_model(cfg)
+    height, width = model.backbone.img_size
+    rng = np.random.RandomState(0)
+    batch = {task: {"images": paddle.to_tensor(rng.uniform(-1, 1, [n, 3, height, width]).astype("float32")),
+                    "targets": paddle.to_tensor(np.repeat(rng.choice(NUM_CLASSES, n // INSTANCES, replace=False),
+                                                          INSTANCES))}
+             for task, n in zip(TASKS, batches)}
+    scheduler = build_lr_scheduler(cfg.Optimizer.lr, 1000)
+    trainer = Trainer(model, MultiTaskLoss(cfg.Loss, TASKS), build_optimizer(cfg.Optimizer, model, scheduler),
+                      scheduler, itertools.repeat(batch), max_iter=1000)
+    trainer.model.train()
+    trainer._batches = iter(trainer.data_loader)
+    return trainer, sum(batches)
+
+
+def measure(trainer, fused, steps):
+    """(images/s, peak MB) of `steps` training steps with the backbone fused over tasks or run per task."""
+    trainer.module.fuse_tasks = fused
+    trainer.run_step()  # warm-up: first-call allocations and kernel selection
+    before = core.host_memory_stat_current_value("Allocated", 0)
+    core.host_memory_stat_reset_peak_value("Allocated", 0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.run_step()
+    seconds = time.perf_counter() - start
+    peak = core.host_memory_stat_peak_value("Allocated", 0) - before
+    return trainer.step_images * steps / seconds, peak / 2 ** 20
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after one warm-up)")
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "base"], choices=["tiny", "base"])
+    parser.add_argument("--full", action="store_true", help="base at 384x384 with the recipe's per-GPU batch")
+    args = parser.parse_args(argv)
+    paddle.set_device("cpu")
+    print(f"CPU, {THREADS} thread(s), paddle {paddle.__version__}, {args.steps} timed step(s) per row")
+    print(f"{'size':<6} {'images':>6} {'forward':<9} {'images/s':>9} {'peak MB':>8} {'vs fused':>9}")
+    for size in args.sizes:
+        trainer, images = build_step(size, args.full)
+        fused = measure(trainer, True, args.steps)
+        per_task = measure(trainer, False, args.steps)
+        for name, (rate, peak) in (("fused", fused), ("per-task", per_task)):
+            print(f"{size:<6} {images:>6} {name:<9} {rate:>9.1f} {peak:>8.1f} {rate / fused[0]:>8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
