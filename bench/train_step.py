@@ -66,7 +66,6 @@ def build_step(size, full):
     trainer = Trainer(model, MultiTaskLoss(cfg.Loss, TASKS), build_optimizer(cfg.Optimizer, model, scheduler),
                       scheduler, itertools.repeat(batch), max_iter=1000)
     trainer.model.train()
-    trainer._batches = iter(trainer.data_loader)
     return trainer, sum(batches)
 
 

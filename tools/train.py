@@ -32,18 +32,19 @@ def parse_args(argv=None):
 
 
 def make_evaluate_fn(cfg, requested=None):
-    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table (test sets read once)."""
+    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table, with evaluation_script.py's
+    own steps (test sets and evaluators prepared once)."""
     import evaluation_script as evaluation
 
     entries = evaluation.select_test_sets(cfg.Eval, requested)
     root = os.environ.get("FASTREID_DATASETS", "datasets")
-    test_sets = OrderedDict((entry.name, evaluation.load_test_set(entry, root)) for entry in entries)
+    prepared = OrderedDict((entry.name, evaluation.prepare(entry, root)) for entry in entries)
 
     def evaluate(model):
         results = OrderedDict((entry.name, evaluation.evaluate_test_set(
-            model, entry, test_sets[entry.name], cfg.Eval.batch_size, cfg.Eval.num_workers)) for entry in entries)
+            model, entry, *prepared[entry.name], cfg.Eval.batch_size, cfg.Eval.num_workers)) for entry in entries)
         print(evaluation.results_table(entries, results), flush=True)
-        return evaluation.flat_results(entries, test_sets, results)
+        return evaluation.flat_results(entries, prepared, results)
 
     return evaluate
 

@@ -44,6 +44,7 @@ class Trainer:
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
         self.data_loader = data_loader
+        self._batches = iter(data_loader)
         self.max_iter, self.iter, self.start_iter = max_iter, start_iter, start_iter
         self.amp = amp or {"enabled": False}
         self.scaler = paddle.amp.GradScaler() if self.amp["enabled"] and self.amp["dtype"] == "float16" else None
@@ -63,7 +64,6 @@ class Trainer:
 
     def train(self):
         self.model.train()
-        self._batches = iter(self.data_loader)
         for hook in self.hooks:
             hook.before_train()
         try:

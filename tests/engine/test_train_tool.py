@@ -1,0 +1,28 @@
+"""tools/train.py end to end: evaluation during training (the Eval table) and --eval-only on a checkpoint."""
+from conftest import run_train
+
+EVAL = ["-o", "Train.max_iter=4", "-o", "Train.checkpoint_period=0", "-o", "Train.eval_period=2",
+        "-o", "Train.eval_datasets=Market1501,SOP"]
+
+
+def test_training_evaluates_the_configured_test_sets_every_eval_period_and_eval_only_reproduces_it(
+        tiny_config, mini_root, tmp_path):
+    trained = run_train(tiny_config, tmp_path, mini_root, *EVAL)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    log = (tmp_path / "log_rank0.txt").read_text()
+    assert "evaluation after 2 iterations" in log and "evaluation after 4 iterations" in log
+    final_block = log.split("evaluation after 4 iterations:")[1]
+    assert "task3.market1501.mAP:" in final_block and "task4.sop.Recall@1:" in final_block
+    final_map = final_block.split("task3.market1501.mAP:")[1].split()[0]
+
+    evaluated = run_train(tiny_config, tmp_path / "eval", mini_root, *EVAL, "--eval-only",
+                          "--resume", str(tmp_path / "model_final.pdparams"))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    market_map = [line for line in evaluated.stdout.splitlines() if line.startswith("Market1501") and " mAP " in line]
+    assert market_map and abs(float(market_map[0].split()[3]) - float(final_map)) < 0.01
+
+
+def test_eval_only_without_weights_is_an_error(tiny_config, mini_root, tmp_path):
+    result = run_train(tiny_config, tmp_path, mini_root, "--eval-only")
+    assert result.returncode == 1
+    assert "--eval-only needs weights" in result.stderr
