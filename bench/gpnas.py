@@ -64,7 +64,7 @@ def print_slow_mode_speedup(train, test):
     """PaddleSlim's get_predict_jiont loops against our array version, one task, same data."""
     x_train, x_test = encode(train.codes, "convert_x"), encode(test.codes, "convert_x")
     y = train.ranks[:, 0].astype(float)
-    loops = PaddleSlimGPNAS(mode="slow", joint="paddleslim").fit(x_train, y)
+    loops = PaddleSlimGPNAS(mode="slow", backend="paddleslim").fit(x_train, y)
     vectorised = PaddleSlimGPNAS(mode="slow").fit(x_train, y)
     start = time.perf_counter()
     loop_prediction = loops.predict(x_test[:LOOP_SLICE])

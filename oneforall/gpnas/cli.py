@@ -4,7 +4,7 @@ import sys
 
 from allinone.utils.env import configure_threads
 
-from .data import TASKS, RankingSet, SchemaError, read_ranking_json, write_ranking_json
+from .data import TASKS, RankingSet, read_ranking_json, write_ranking_json
 from .encodings import ENCODINGS
 from .evaluation import cross_validated_kendall_tau, fit_predict_ranks
 from .predictors import PREDICTORS
@@ -55,7 +55,7 @@ def main(argv=None):
     with threadpool_limits(limits=configure_threads(args.threads)):
         try:
             (run_cv if args.command == "cv" else run_fit_predict)(args)
-        except (SchemaError, ValueError, OSError) as err:
+        except (ValueError, OSError) as err:  # SchemaError and ArchCodeError are ValueErrors
             print(f"error: {err}", file=sys.stderr)
             return 2
     return 0
