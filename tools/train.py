@@ -27,7 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                         help="continue from PATH, or without PATH from the newest checkpoint in Global.output_dir")
     parser.add_argument("--eval-only", action="store_true",
-                        help="evaluate the --resume checkpoint (or Train.init_checkpoint) on the Eval table; no training")
+                        help="no training: evaluate the --resume checkpoint (or Train.init_checkpoint) on the Eval "
+                             "table")
     return parser.parse_args(argv)
 
 

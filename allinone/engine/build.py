@@ -82,7 +82,8 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     check_training_config(cfg)
     train_cfg, output_dir = cfg.Train, cfg.Global.output_dir
     if train_cfg.amp.enabled and not paddle.device.get_device().startswith("gpu"):
-        raise ConfigError("Train.amp.enabled needs a GPU (mixed precision is off on CPU); set -o Train.amp.enabled=false")
+        raise ConfigError("Train.amp.enabled needs a GPU (mixed precision is off on CPU): "
+                          "set -o Train.amp.enabled=false")
     data = build_train_data(cfg)
     size_heads(cfg, data.num_classes)
     model = build_model(cfg)
@@ -93,7 +94,7 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
     wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous")
     trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter),
-                      amp=train_cfg.amp.to_dict())
+                      amp_dtype=train_cfg.amp.dtype if train_cfg.amp.enabled else None)
     writer = ScalarWriter(os.path.join(output_dir, "vdl") if paddle.distributed.get_rank() == 0 else None)
     hooks = [LRScheduler(),  # first: checkpoints store the scheduler as the next iteration needs it
              PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.checkpoint_keep)),

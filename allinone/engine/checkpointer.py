@@ -1,10 +1,11 @@
 """Training checkpoints: everything needed to continue a run bit-for-bit, written so a crash never leaves a torn file.
 
 A checkpoint is one `paddle.save`d dict: `model` (the state dict `evaluation_script.py` loads), `optimizer`,
-`lr_scheduler`, `iteration` (the number of finished steps = the next step to run), `data` (the train loader's
-sampler state) and `rng` (python, numpy and paddle generator states of the saving rank). `data` and `rng` are pickled
-into uint8 arrays, because `paddle.load` cannot read arbitrary python objects back. Files are written to a temporary
-name and `os.replace`d; `last_checkpoint` (a text file naming the newest file) is replaced the same way.
+`lr_scheduler`, `iteration` (the number of finished steps = the next step to run), `data` (every rank's train
+loader state) and `rng` (every rank's python, numpy and paddle generator states), the last two as lists indexed by
+rank and pickled into uint8 arrays, because `paddle.load` cannot read arbitrary python objects back. Files are
+written to a temporary name and `os.replace`d; `last_checkpoint` (a text file naming the newest file) is replaced
+the same way.
 """
 import glob
 import os

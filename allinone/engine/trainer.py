@@ -36,18 +36,19 @@ class HookBase:
 
 
 class Trainer:
-    """Runs iterations `start_iter .. max_iter - 1`. `self.iter` is the iteration in progress; after it finishes the
-    hooks see `self.iter` unchanged, the losses of that step in `self.losses` (rank-averaged floats) and its
-    base learning rate in `self.lr`."""
+    """Runs iterations `iter .. max_iter - 1` (from 0, or from a resumed iteration). `self.iter` is the iteration in
+    progress; after it finishes the hooks see `self.iter` unchanged, the losses of that step in `self.losses`
+    (rank-averaged floats) and its base learning rate in `self.lr`."""
 
-    def __init__(self, model, loss_fn, optimizer, scheduler, data_loader, max_iter, start_iter=0, amp=None):
+    def __init__(self, model, loss_fn, optimizer, scheduler, data_loader, max_iter, amp_dtype=None):
+        """`amp_dtype`: None (fp32), 'float16' (with loss scaling) or 'bfloat16' mixed precision."""
         self.model, self.loss_fn = model, loss_fn
         self.optimizer, self.scheduler = optimizer, scheduler
         self.data_loader = data_loader
         self._batches = iter(data_loader)
-        self.max_iter, self.iter, self.start_iter = max_iter, start_iter, start_iter
-        self.amp = amp or {"enabled": False}
-        self.scaler = paddle.amp.GradScaler() if self.amp["enabled"] and self.amp["dtype"] == "float16" else None
+        self.max_iter, self.iter = max_iter, 0
+        self.amp_dtype = amp_dtype
+        self.scaler = paddle.amp.GradScaler() if amp_dtype == "float16" else None
         self.world_size = dist.get_world_size()
         self.hooks = []
         self.losses, self.lr, self.step_seconds, self.data_seconds, self.step_images = {}, 0.0, 0.0, 0.0, 0
@@ -84,7 +85,7 @@ class Trainer:
         batch = next(self._batches)
         self.data_seconds = time.perf_counter() - start
         inputs = {task: {"images": data["images"], "targets": data["targets"]} for task, data in batch.items()}
-        with paddle.amp.auto_cast(enable=self.amp["enabled"], dtype=self.amp.get("dtype", "float16")):
+        with paddle.amp.auto_cast(enable=self.amp_dtype is not None, dtype=self.amp_dtype or "float16"):
             losses = self.loss_fn(self.model(inputs), batch)
         total = paddle.add_n(list(losses.values()))
         self.losses = self._rank_average(losses)
@@ -115,9 +116,9 @@ class Trainer:
         bad = [name for name, value in self.losses.items() if name != "total_loss" and not math.isfinite(value)]
         if bad:
             tasks = sorted({name.rsplit("_loss_", 1)[0] for name in bad})
-            raise NonFiniteLossError(
-                f"non-finite loss at iteration {self.iter}: task(s) {tasks} ({', '.join(f'{name}={self.losses[name]}' for name in bad)}); "
-                f"the model was not updated with it")
+            values = ", ".join(f"{name}={self.losses[name]}" for name in bad)
+            raise NonFiniteLossError(f"non-finite loss at iteration {self.iter}: task(s) {tasks} ({values}); the model "
+                                     f"was not updated with it")
 
     def state_dict(self, next_iter):
         """Everything a resumed run needs (see checkpointer.py), to continue at `next_iter`. A collective call:
@@ -139,7 +140,7 @@ class Trainer:
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.data_loader.set_state_dict(state["data"][rank])
         restore_rng_state(state["rng"][rank])
-        self.iter = self.start_iter = int(state["iteration"])
+        self.iter = int(state["iteration"])
 
     def _gather(self, obj):
         """[obj of rank 0, obj of rank 1, ...]."""

@@ -17,7 +17,8 @@ def saved_tiny_model(config, path):
     model = build_model(load_config(config))
     for name, tensor in model.state_dict().items():
         if name.endswith(("_mean", "_variance")):
-            tensor.set_value(np.random.RandomState(zlib.crc32(name.encode())).uniform(0.5, 1.5, tensor.shape).astype("float32"))
+            rng = np.random.RandomState(zlib.crc32(name.encode()))
+            tensor.set_value(rng.uniform(0.5, 1.5, tensor.shape).astype("float32"))
     paddle.save({"model": model.state_dict(), "iteration": 0}, str(path))
     model.eval()
     return model
