@@ -2,7 +2,7 @@
 
 Per query the gallery items with the query's pid AND camid are dropped; queries with no remaining match are skipped.
 Rank-k needs only the first match and AP/INP only the matches, so each query sorts just the kept items no farther
-than its farthest match (usually a small part of the gallery), and no q x g index matrix is ever built. Ties are
+than its farthest match (usually a small part of the gallery), and no q x g index or mask matrix is ever built. Ties are
 ordered by gallery index (a stable sort); the original used an unstable full argsort, so the two can differ only on
 exactly equal distances.
 """
@@ -32,26 +32,42 @@ def cosine_distance_blocks(query_features, gallery_features, block_bytes=BLOCK_B
         yield start, dist
 
 
-def match_ranks(dist, keep, positive):
-    """0-based ranks, among the kept gallery items, of the positives of one query (ties by gallery index)."""
-    farthest_match = dist[positive].max()
-    candidates = np.flatnonzero(keep & (dist <= farthest_match))
+def gallery_items_by_pid(g_pids):
+    """{pid: ascending gallery indices of that pid}, so a query finds its matches without scanning the gallery."""
+    order = np.argsort(g_pids, kind="stable")
+    pids, starts = np.unique(g_pids[order], return_index=True)
+    return dict(zip(pids.tolist(), np.split(order, starts[1:])))
+
+
+def is_member(values, sorted_items):
+    """values in `sorted_items` (ascending, non-empty), by binary search: cheaper than np.isin on small sets."""
+    where = np.minimum(np.searchsorted(sorted_items, values), len(sorted_items) - 1)
+    return sorted_items[where] == values
+
+
+def match_ranks(dist, positives, ignored):
+    """0-based ranks of the `positives` among the gallery minus `ignored` (ascending index arrays), ties by index."""
+    candidates = np.flatnonzero(dist <= dist[positives].max())
+    if len(ignored):
+        candidates = candidates[~is_member(candidates, ignored)]
     order = candidates[np.argsort(dist[candidates], kind="stable")]
-    return np.flatnonzero(positive[order])
+    return np.flatnonzero(is_member(order, positives))
 
 
 def rank_queries(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, block_bytes=BLOCK_BYTES):
     """Per valid query: (0-based rank of the first match, AP, INP); queries without a valid match are left out."""
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
+    by_pid = gallery_items_by_pid(g_pids)
+    no_items = np.empty(0, dtype=np.int64)
     first, ap, inp = [], [], []
     for start, dist in cosine_distance_blocks(query_features, gallery_features, block_bytes):
-        same_pid = g_pids[None, :] == q_pids[start:start + len(dist), None]
-        same_cam = g_camids[None, :] == q_camids[start:start + len(dist), None]
-        keep = ~(same_pid & same_cam)
-        positive = same_pid & ~same_cam
-        for row in np.flatnonzero(positive.any(axis=1)):
-            ranks = match_ranks(dist[row], keep[row], positive[row])
+        for row, query in enumerate(range(start, start + len(dist))):
+            same_pid = by_pid.get(q_pids[query].item(), no_items)
+            same_cam = g_camids[same_pid] == q_camids[query]
+            if same_cam.all():
+                continue
+            ranks = match_ranks(dist[row], same_pid[~same_cam], same_pid[same_cam])
             first.append(ranks[0])
             ap.append(np.mean(np.arange(1, len(ranks) + 1) / (ranks + 1.0)))
             inp.append(len(ranks) / (ranks[-1] + 1.0))
