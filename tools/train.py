@@ -68,7 +68,8 @@ def run(args):
     rank, world_size = init_distributed()
     output_dir = cfg.Global.output_dir
     logger = setup_logger(output_dir, rank=rank)
-    configure_faiss_threads()
+    if args.eval_only or cfg.Train.eval_period:
+        configure_faiss_threads()  # the evaluators search with faiss
     device = resolve_device(cfg.Global.device)
     seed_everything(cfg.Global.seed, rank)
     resume = find_resume_checkpoint(output_dir, args.resume) if args.resume is not None else None
