@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..utils.env import configure_faiss_threads
 from .features import l2_normalize
 
 RECALL_KS = (1, 10, 100, 1000)
@@ -15,9 +16,11 @@ QUERY_BLOCK = 4096
 
 
 def inner_product_index(features):
-    """Exact inner-product faiss index over `features`, on GPU 0 when faiss-gpu sees a GPU."""
+    """Exact inner-product faiss index over `features`, on GPU 0 when faiss-gpu sees a GPU. Sets faiss's CPU threads
+    from OMP_NUM_THREADS first: importing paddle shrinks faiss's pool to one thread."""
     import faiss
 
+    configure_faiss_threads()
     index = faiss.IndexFlatIP(features.shape[1])
     if faiss.get_num_gpus() > 0:
         resources = faiss.StandardGpuResources()
