@@ -2,9 +2,6 @@
 scikit-learn regressor (so that it cross-validates and stacks like any other model).
 """
 import contextlib
-import functools
-import importlib.util
-import os
 import warnings
 
 import numpy as np
@@ -14,20 +11,14 @@ from sklearn.base import BaseEstimator, RegressorMixin
 JOINT_CHUNK_ROWS = 8192
 
 
-@functools.lru_cache(maxsize=None)
 def paddleslim_gpnas_class():
-    """PaddleSlim's own `GPNAS` class, loaded from the installed `paddleslim/nas/gp_nas.py`.
-
-    That file needs only numpy, whereas `import paddleslim` pulls in paddle and opencv and fails without
-    `pkg_resources` (setuptools >= 81); loading the file keeps the library's code and avoids all of that."""
-    spec = importlib.util.find_spec("paddleslim")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("paddleslim is not installed; the GP-NAS baseline needs paddleslim==2.6.0")
-    path = os.path.join(spec.submodule_search_locations[0], "nas", "gp_nas.py")
-    module_spec = importlib.util.spec_from_file_location("paddleslim_gp_nas", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.GPNAS
+    """PaddleSlim's own `GPNAS` class (`paddleslim.nas.GPNAS`), imported on first use: importing paddleslim
+    imports paddle, which `import oneforall.gpnas` should not pay for."""
+    try:
+        from paddleslim.nas import GPNAS
+    except ImportError as err:
+        raise ImportError(f"the GP-NAS baseline needs paddleslim==2.6.0 ({err})") from err
+    return GPNAS
 
 
 @contextlib.contextmanager
