@@ -1,6 +1,5 @@
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from allinone.evaluation import FaceVerificationEvaluator, ReidEvaluator, RetrievalEvaluator
