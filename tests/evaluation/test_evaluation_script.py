@@ -128,3 +128,15 @@ def test_a_published_metric_the_evaluator_does_not_report_is_a_config_error_befo
                                                               "published: {Acc: 99.82}}]"])
     with pytest.raises(ConfigError, match=r"LFW.*\['Acc'\].*Accuracy"):
         script.prepare(cfg.Eval.datasets[0], "no_data_needed")
+
+
+def test_scripts_test_sh_passes_model_path_config_and_extra_arguments_through(mini_root, tiny_weights, tmp_path):
+    output = tmp_path / "lfw.json"
+    env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1", MODEL_PATH=tiny_weights,
+               CONFIG=TINY_CONFIG, PYTHON=sys.executable)
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "test.sh"), "--test_datasets", "LFW", "--device",
+                           "cpu", "--output", str(output)], cwd=str(tmp_path), env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(output, encoding="utf-8") as f:
+        assert list(json.load(f)) == ["task1.lfw.Accuracy", "task1.lfw.Threshold", "task1.lfw.metric"]
