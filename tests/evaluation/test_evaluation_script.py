@@ -1,5 +1,4 @@
 """evaluation_script.py as a user runs it: a real subprocess on the miniature data tree with the tiny parity model."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,6 +7,7 @@ import sys
 import pytest
 
 from allinone.config import ConfigError, load_config
+from allinone.evaluation.suite import prepare, select_test_sets
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO, "evaluation_script.py")
@@ -22,13 +22,6 @@ ORIGINAL_KEYS = ([f"task1.{name}.{m}" for name in ("calfw", "cplfw", "lfw", "cfp
                  + [f"task3.{name}.{m}" for name in ("market1501", "msmt17", "veri", "vehicleid", "veriwild")
                     for m in REID]
                  + [f"task4.sop.{m}" for m in SOP])
-
-
-def load_script_module():
-    spec = importlib.util.spec_from_file_location("evaluation_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_script(data_root, *args):
@@ -108,26 +101,23 @@ def test_a_checkpoint_with_a_missing_key_stops_unless_partial_loading_is_allowed
 
 
 def test_test_datasets_takes_a_comma_separated_list_in_the_given_order_including_optional_sets():
-    script = load_script_module()
     cfg = load_config("configs/allinone/vitlarge_eval.yaml")
-    assert [e.name for e in script.select_test_sets(cfg.Eval, "SOP,DukeMTMC,LFW")] == ["SOP", "DukeMTMC", "LFW"]
-    assert len(script.select_test_sets(cfg.Eval, None)) == 12
+    assert [e.name for e in select_test_sets(cfg.Eval, "SOP,DukeMTMC,LFW")] == ["SOP", "DukeMTMC", "LFW"]
+    assert len(select_test_sets(cfg.Eval, None)) == 12
 
 
 def test_an_unknown_test_dataset_name_lists_the_valid_ones():
-    script = load_script_module()
     cfg = load_config("configs/allinone/vitlarge_eval.yaml")
     with pytest.raises(ConfigError, match=r"\['Market'\].*Market1501"):
-        script.select_test_sets(cfg.Eval, "Market")
+        select_test_sets(cfg.Eval, "Market")
 
 
 def test_a_published_metric_the_evaluator_does_not_report_is_a_config_error_before_inference():
-    script = load_script_module()
     cfg = load_config("configs/allinone/vitlarge_eval.yaml", ["Eval.datasets=[{name: LFW, dataset: LFW, head: task1, "
                                                               "evaluator: FaceVerificationEvaluator, "
                                                               "published: {Acc: 99.82}}]"])
     with pytest.raises(ConfigError, match=r"LFW.*\['Acc'\].*Accuracy"):
-        script.prepare(cfg.Eval.datasets[0], "no_data_needed")
+        prepare(cfg.Eval.datasets[0], "no_data_needed")
 
 
 def test_scripts_test_sh_passes_model_path_config_and_extra_arguments_through(mini_root, tiny_weights, tmp_path):
