@@ -15,8 +15,9 @@ class FeatureExtractor:
         self.model, self.head = model, head
         self.batch_size, self.num_workers, self.show_progress = batch_size, num_workers, show_progress
 
-    def extract(self, images):
-        """`images`: file paths (or encoded image bytes), in the order of the returned rows."""
+    def extract(self, images, desc=None):
+        """`images`: file paths (or encoded image bytes), in the order of the returned rows. `desc` labels the
+        progress bar (images/s)."""
         from .data import build_test_loader, build_test_transform
 
         images = list(images)
@@ -29,9 +30,11 @@ class FeatureExtractor:
         self.model.eval()
         features = []
         try:
-            with paddle.no_grad():
-                for batch in tqdm(loader, desc=f"features ({self.head})", disable=not self.show_progress):
+            with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=desc or f"features ({self.head})",
+                                        disable=not self.show_progress) as progress:
+                for batch in loader:
                     features.append(self.model.heads[self.head](self.model.backbone(batch["images"])).numpy())
+                    progress.update(len(features[-1]))
         finally:
             if was_training:
                 self.model.train()

@@ -52,7 +52,7 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
     extractor = FeatureExtractor(model, head=entry.head, batch_size=batch_size, num_workers=num_workers,
                                  show_progress=True)
     start = time.perf_counter()
-    features = extractor.extract(images)
+    features = extractor.extract(images, desc=entry.name)
     seconds = time.perf_counter() - start
     logger.info("%s: %d images in %.1f s (%.1f images/s)", entry.name, len(images), seconds,
                 len(images) / max(seconds, 1e-9))
