@@ -4,7 +4,7 @@ import subprocess
 
 import numpy as np
 
-from conftest import ROOT, model_state, run_train, tool_env
+from engine_tools import ROOT, model_state, run_train, tool_env
 
 # What makes the 1- and 2-process runs comparable: each rank's loss is a mean over its half of the same global batch,
 # so DataParallel's gradient average equals the 1-process gradient of the mean over the whole batch. That holds for

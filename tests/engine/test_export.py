@@ -8,7 +8,7 @@ import paddle
 
 from allinone.config import load_config
 from allinone.modeling import build_model
-from conftest import PYTHON, ROOT, tool_env
+from engine_tools import PYTHON, ROOT, tool_env
 
 
 def saved_tiny_model(config, path):

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import paddle
 
-from conftest import PYTHON, ROOT, model_state, run_train, tool_env
+from engine_tools import PYTHON, ROOT, model_state, run_train, tool_env
 
 # The tiny recipe with drop path, BN necks, triplet + CE and P x K sampling: only an exact restore of the model,
 # optimizer, LR schedule, sampler and RNG states gives the same final parameters. Image augmentation is off: the

@@ -1,5 +1,5 @@
 """tools/train.py end to end: evaluation during training (the Eval table) and --eval-only on a checkpoint."""
-from conftest import run_train
+from engine_tools import run_train
 
 EVAL = ["-o", "Train.max_iter=4", "-o", "Train.checkpoint_period=0", "-o", "Train.eval_period=2",
         "-o", "Train.eval_datasets=Market1501,SOP"]

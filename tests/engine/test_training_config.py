@@ -3,7 +3,7 @@ import pytest
 
 from allinone.config import ConfigError, load_config
 from allinone.engine.build import check_training_config, size_heads
-from conftest import ROOT
+from engine_tools import ROOT
 
 
 @pytest.mark.parametrize("name", ["vitlarge_4tasks.yaml", "tiny_demo.yaml"])

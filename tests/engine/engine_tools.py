@@ -1,0 +1,30 @@
+"""Helpers of the engine tests: run the real tools in their own processes, read checkpoints."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = sys.executable
+
+
+def tool_env(mini_root, threads=1):
+    env = dict(os.environ, FASTREID_DATASETS=mini_root, OMP_NUM_THREADS=str(threads), PYTHON=PYTHON,
+               PYTHONPATH=ROOT)
+    for var in [name for name in env if name.startswith("PADDLE_")]:
+        del env[var]  # a test run inside a launched job must not join it
+    return env
+
+
+def run_train(config, output_dir, mini_root, *args, timeout=300):
+    """tools/train.py in its own process; returns the CompletedProcess (stdout and stderr captured)."""
+    cmd = [PYTHON, os.path.join(ROOT, "tools", "train.py"), "-c", config, "-o", f"Global.output_dir={output_dir}",
+           *args]
+    return subprocess.run(cmd, cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=timeout)
+
+
+def model_state(path):
+    """{key: numpy array} of the model part of a training checkpoint."""
+    return {key: np.asarray(value) for key, value in paddle.load(str(path), return_numpy=True)["model"].items()}
