@@ -13,7 +13,7 @@ import sys
 from collections import OrderedDict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # run from a checkout: evaluation_script.py and the allinone package
+sys.path.insert(0, ROOT)  # run from a checkout without installing the package
 
 from allinone.config import ConfigError, load_config  # noqa: E402
 from allinone.utils.env import configure_threads  # noqa: E402
@@ -33,9 +33,9 @@ def parse_args(argv=None):
 
 
 def make_evaluate_fn(cfg, requested=None):
-    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table, with evaluation_script.py's
-    own steps (test sets and evaluators prepared once)."""
-    import evaluation_script as evaluation
+    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table, with the steps of
+    evaluation_script.py (test sets and evaluators prepared once)."""
+    from allinone.evaluation import suite as evaluation
 
     entries = evaluation.select_test_sets(cfg.Eval, requested)
     root = os.environ.get("FASTREID_DATASETS", "datasets")
