@@ -25,12 +25,18 @@ def select_test_sets(eval_cfg, requested):
 
 
 def prepare(entry, root):
-    """(test set, evaluator) of one table entry: reads the lists and checks the entry's published metric names, so a
+    """(test set, evaluator) of one table entry: reads the lists and checks the entry's published metric names and
+    evaluator arguments (`evaluator_args`, e.g. {num_draws: 10}) and that the evaluator can read the test set, so a
     bad entry fails before any inference."""
     from .. import data  # noqa: F401  (registers the dataset readers)
     from ..registry import DATASETS, EVALUATORS
 
-    evaluator = EVALUATORS.build({"name": entry.evaluator})
+    evaluator_args = dict(entry.get("evaluator_args") or {})
+    try:
+        evaluator = EVALUATORS.build({"name": entry.evaluator, **evaluator_args})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': evaluator_args {evaluator_args} do not fit "
+                          f"{entry.evaluator} ({err})") from None
     unknown = sorted(set(entry.get("published") or {}) - set(evaluator.metric_names))
     if unknown:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': published metric(s) {unknown} are not "
@@ -41,6 +47,10 @@ def prepare(entry, root):
     except TypeError as err:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': dataset_args {dataset_args} do not fit "
                           f"{entry.dataset} ({err})") from None
+    try:
+        evaluator.images(test_set)
+    except ValueError as err:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': {err}") from None
     return test_set, evaluator
 
 
