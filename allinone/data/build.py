@@ -9,7 +9,7 @@ from ..registry import DATASETS, SAMPLERS
 from ..utils.env import get_rank, get_world_size
 from .common import TestImageDataset, TrainImageDataset, collate, raise_sample_errors
 from .samplers import InferenceSampler, RankBatches, restore_order
-from .transforms import build_train_transform
+from .transforms import TestTransform, build_train_transform
 
 logger = logging.getLogger(__name__)
 
@@ -26,25 +26,37 @@ class TaskLoader(NamedTuple):
 
 def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, world_size=None):
     """Batches `{"images": Tensor[b, 3, H, W], "index": Tensor[b]}` of this rank's contiguous share of `items`
-    (image sources or `(source, pid, camid)`), in order. An unreadable image raises an error naming it."""
+    (image sources or `(source, pid, camid)`), in order. An unreadable image raises an error naming it.
+
+    With a `TestTransform` the dataset yields uint8 images and the batches are normalised after the loader (4x less
+    to copy out of the workers and to the device); any other transform runs whole in the dataset.
+    """
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
     sampler = InferenceSampler(len(items), rank, world_size)
-    return TestLoader(paddle.io.DataLoader(TestImageDataset(items, transform),
+    split = isinstance(transform, TestTransform)
+    dataset = TestImageDataset(items, transform.to_uint8 if split else transform)
+    return TestLoader(paddle.io.DataLoader(dataset,
                                            batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
-                                           collate_fn=collate, num_workers=num_workers))
+                                           collate_fn=collate, num_workers=num_workers),
+                      transform.normalize if split else None)
 
 
 class TestLoader:
-    """A `paddle.io.DataLoader` whose batches are checked: a failed image raises here, naming it."""
+    """A `paddle.io.DataLoader` whose batches are checked (a failed image raises here, naming it), and normalised
+    by `normalize`, when given, where they arrive."""
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, normalize=None):
+        self.loader, self.normalize = loader, normalize
 
     def __iter__(self):
-        return (raise_sample_errors(batch) for batch in self.loader)
+        for batch in self.loader:
+            batch = raise_sample_errors(batch)
+            if self.normalize is not None:
+                batch["images"] = self.normalize(batch["images"])
+            yield batch
 
     def __len__(self):
         return len(self.loader)

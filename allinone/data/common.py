@@ -42,7 +42,7 @@ def raise_sample_errors(batch):
 
 
 class TestImageDataset(paddle.io.Dataset):
-    """`{"images": CHW float32, "index": int64}` for every item, in order; an unreadable image raises an error
+    """`{"images": transform(image), "index": int64}` for every item, in order; an unreadable image raises an error
     naming it (evaluation must not skip). Items are image sources or `(source, pid, camid)` tuples."""
 
     __test__ = False  # not a pytest test class, despite the name

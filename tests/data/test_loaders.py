@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from allinone.data import (ImageReadError, build_test_loader, build_test_transform, build_train_loader,
-                           gather_in_order)
+                           gather_in_order, read_image)
 from allinone.registry import DATASETS
 
 SMALL = {"size": [32, 16], "mean": [127.5] * 3, "std": [127.5] * 3}
@@ -44,6 +44,22 @@ def test_test_loader_reads_images_from_bin_bytes(mini_root, copy_of):
     lfw = DATASETS.build({"name": "LFW", "root": copy_of("faces_emore")})
     batch = next(iter(build_test_loader(lfw.images[:4], build_test_transform((16, 16)), batch_size=4)))
     assert list(batch["images"].shape) == [4, 3, 16, 16]
+
+
+def test_test_loader_batches_are_the_same_with_and_without_workers_and_equal_the_transform(mini_root):
+    market = DATASETS.build({"name": "Market1501", "root": mini_root})
+    items, transform = (market.query + market.gallery)[:10], build_test_transform((32, 16))
+    expected = np.stack([transform(read_image(source)) for source, _, _ in items])
+    for num_workers in (0, 2):
+        batches = list(build_test_loader(items, transform, batch_size=4, num_workers=num_workers))
+        assert np.concatenate([b["index"].numpy() for b in batches]).tolist() == list(range(10))
+        np.testing.assert_array_equal(np.concatenate([b["images"].numpy() for b in batches]), expected)
+
+
+def test_test_loader_runs_another_transform_whole_and_leaves_its_output_alone(mini_root):
+    lfw = DATASETS.build({"name": "LFW", "root": mini_root})
+    batch = next(iter(build_test_loader(lfw.images[:2], build_test_transform((16, 16)).to_uint8, batch_size=2)))
+    assert str(batch["images"].dtype) == "paddle.uint8" and list(batch["images"].shape) == [2, 3, 16, 16]
 
 
 def test_gather_in_order_on_one_process_sorts_by_index():

@@ -1,12 +1,14 @@
-"""Test transform parity with the original, and the training augmentation built from a per-task dict."""
+"""Test transform parity with the original (alone and through the loader), and the training augmentation built
+from a per-task dict."""
 import os
 import random
 
 import numpy as np
+import paddle
 import pytest
 from PIL import Image
 
-from allinone.data import build_test_transform, build_train_transform, read_image
+from allinone.data import build_test_loader, build_test_transform, build_train_transform, read_image
 from allinone.data.transforms import IMAGENET_POLICY, ImageNetAutoAugment, NormalizedRandomErasing
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "spec", "reference")
@@ -24,6 +26,25 @@ def test_test_transform_reproduces_the_original_preprocessing():
     expected = np.load(reference_path("preproc_out_rgb.npy"))
     assert out.shape == (3, 384, 384) and out.dtype == np.float32
     assert np.abs(out - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_test_loader_batches_reproduce_the_original_preprocessing(num_workers):
+    batch = next(iter(build_test_loader([reference_path("preproc_raw_rgb.png")] * 2, build_test_transform((384, 384)),
+                                        batch_size=2, num_workers=num_workers)))
+    expected = np.load(reference_path("preproc_out_rgb.npy"))
+    assert str(batch["images"].dtype) == "paddle.float32"
+    assert np.abs(batch["images"].numpy() - expected).max() <= 1e-5
+
+
+def test_test_transform_in_two_steps_equals_the_whole_on_a_batch_tensor():
+    transform = build_test_transform((24, 20))
+    images = [Image.fromarray(np.random.RandomState(seed).randint(0, 256, (30, 17, 3), dtype=np.uint8))
+              for seed in range(3)]
+    uint8_batch = np.stack([transform.to_uint8(image) for image in images])
+    assert uint8_batch.dtype == np.uint8 and uint8_batch.shape == (3, 3, 24, 20)
+    normalized = transform.normalize(paddle.to_tensor(uint8_batch))
+    np.testing.assert_array_equal(normalized.numpy(), np.stack([transform(image) for image in images]))
 
 
 def test_read_image_turns_grayscale_into_three_equal_channels(tmp_path):
