@@ -1,9 +1,10 @@
 """Write a miniature copy of every data-set layout (a few identities each, real image files) to smoke-test an install.
 
-    python tools/make_mini_datasets.py OUT [--seed 0]
+    python tools/make_mini_datasets.py OUT [--seed 0] [--scale N] [--hard]
     FASTREID_DATASETS=OUT python tools/...   # then any reader or tool runs on it
 
-Importable as `allinone.data.mini.make_mini_datasets(out_dir, seed=0)` (this script is its command line).
+`--scale 6 --hard` writes the demo's tree: 6x the identities and face pairs, painted so that colour alone does not
+match identities. Importable as `allinone.data.mini.make_mini_datasets(out_dir, seed=0, scale=1, hard=False)`.
 """
 import argparse
 import os
@@ -21,9 +22,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write (created; existing files are overwritten)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image patterns and pair draws")
+    parser.add_argument("--scale", type=int, default=1, help="multiplies every identity count and the face pairs")
+    parser.add_argument("--hard", action="store_true", help="identities a model must learn (colour is not enough)")
     args = parser.parse_args(argv)
+    if args.scale < 1:
+        parser.error(f"--scale must be >= 1, got {args.scale}")
     start = time.time()
-    make_mini_datasets(args.out, seed=args.seed)
+    make_mini_datasets(args.out, seed=args.seed, scale=args.scale, hard=args.hard)
     count = sum(len(files) for _, _, files in os.walk(args.out))
     print(f"wrote {count} files under {args.out} in {time.time() - start:.1f} s; "
           f"use it with FASTREID_DATASETS={args.out}")

@@ -4,6 +4,8 @@ Images are small real JPEG/PNG files; all images of one identity share a pattern
 frequency) with per-image noise and shifts, so even a tiny model can learn to match them. Each layout keeps the
 features the readers must handle: cameras, Market's junk (-1) and distractor (0) ids, a grayscale and a PNG image,
 face file lists plus insightface `.bin` files, and a small insightface `train.rec` / `train.idx`.
+`scale` multiplies the identity counts and face pairs; `hard=True` paints identities an untrained model cannot
+tell apart by colour (the demo's tree: training has something to learn).
 """
 import io
 import os
@@ -16,8 +18,11 @@ from .datasets.faces import write_verification_bin
 from .recordio import write_labelled_images
 
 FACE_SETS = ("calfw", "cplfw", "lfw", "cfp_ff", "cfp_fp", "agedb_30", "vgg2_fp")
-FACE_PAIRS = 40          # 4 pairs per fold of the 10-fold protocol
+FACE_PAIRS = 40          # 4 pairs per fold of the 10-fold protocol (times `scale`)
 FACE_IDENTITIES = 24
+# The colours of the hard images, shared by all identities.
+PALETTE = np.array([(200, 40, 40), (40, 160, 60), (50, 70, 200), (220, 200, 60), (160, 60, 180), (60, 190, 200),
+                    (235, 235, 235), (40, 40, 40)])
 
 
 class PatternPainter:
@@ -30,20 +35,22 @@ class PatternPainter:
 
     def pattern(self, key):
         if key not in self.patterns:
-            rng = np.random.RandomState([self.seed, zlib.crc32(repr(key).encode())])
-            self.patterns[key] = (rng.randint(0, 256, 3), rng.randint(0, 256, 3), rng.uniform(0, np.pi),
-                                  rng.uniform(0.15, 0.6))
+            self.patterns[key] = self.new_pattern(np.random.RandomState([self.seed, zlib.crc32(repr(key).encode())]))
         return self.patterns[key]
 
-    def image(self, key, size, gray=False):
-        height, width = size
+    def new_pattern(self, rng):
+        return rng.randint(0, 256, 3), rng.randint(0, 256, 3), rng.uniform(0, np.pi), rng.uniform(0.15, 0.6)
+
+    def pixels(self, key, height, width):
         colour_a, colour_b, angle, frequency = self.pattern(key)
         ys, xs = np.mgrid[0:height, 0:width]
         phase = self.rng.uniform(0, 2 * np.pi)
         stripes = (np.sin(frequency * (xs * np.cos(angle) + ys * np.sin(angle)) + phase) > 0)[..., None]
         pixels = np.where(stripes, colour_a, colour_b) * self.rng.uniform(0.85, 1.15)
-        pixels = pixels + self.rng.normal(0, 8, pixels.shape)
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        return pixels + self.rng.normal(0, 8, pixels.shape)
+
+    def image(self, key, size, gray=False):
+        image = Image.fromarray(np.clip(self.pixels(key, *size), 0, 255).astype(np.uint8))
         return image.convert("L") if gray else image
 
     def encode(self, key, size, fmt="JPEG", gray=False):
@@ -58,42 +65,66 @@ class PatternPainter:
             f.write(self.encode(key, size, fmt, gray))
 
 
+class HardPatternPainter(PatternPainter):
+    """An identity is a stripe angle and period plus two favourite palette colours that an image shows only half
+    of the time; the stripes fill a random box over a random background, with jittered angle and period."""
+
+    def new_pattern(self, rng):
+        return rng.choice(len(PALETTE), 2, replace=False), rng.uniform(0, np.pi), rng.uniform(8.0, 20.0)
+
+    def pixels(self, key, height, width):
+        favourite, angle, period = self.pattern(key)
+        rng = self.rng
+        colours = PALETTE[favourite]
+        angle, period = angle + rng.normal(0, 0.03), period * rng.uniform(0.95, 1.05)
+        ys, xs = np.mgrid[0:height, 0:width]
+        phase = rng.uniform(0, 2 * np.pi)
+        stripes = (np.sin(2 * np.pi / period * (xs * np.cos(angle) + ys * np.sin(angle)) + phase) > 0)[..., None]
+        pixels = np.broadcast_to(PALETTE[rng.randint(len(PALETTE))] * rng.uniform(0.4, 1.0), (height, width, 3))
+        box_h, box_w = int(height * rng.uniform(0.5, 0.85)), int(width * rng.uniform(0.5, 0.85))
+        top, left = rng.randint(height - box_h + 1), rng.randint(width - box_w + 1)
+        box = (ys >= top) & (ys < top + box_h) & (xs >= left) & (xs < left + box_w)
+        pixels = np.where(box[..., None], np.where(stripes, colours[0], colours[1]), pixels)
+        return pixels * rng.uniform(0.7, 1.3) + rng.normal(0, 8, pixels.shape)
+
+
 def write_lines(path, lines):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(f"{line}\n" for line in lines))
 
 
-def make_market1501(out, paint):
+def make_market1501(out, paint, scale):
     """Train ids 1-6; test ids 10-14 (query on camera 1 or 2; gallery on cameras 3-5 plus one image on the query's
-    camera, which the protocol ignores), distractors (pid 0, kept) and junk (pid -1, dropped by the reader)."""
+    camera, which the protocol ignores), distractors (pid 0, kept) and junk (pid -1, dropped by the reader).
+    `scale` multiplies both counts (test ids then start at 10 x scale)."""
     root, size = os.path.join(out, "Market-1501-v15.09.15"), (64, 32)
-    for pid in range(1, 7):
+    for pid in range(1, 6 * scale + 1):
         for n, cam in enumerate((1, 2, 3, 4)):
             paint.save(f"{root}/bounding_box_train/{pid:04d}_c{cam}s1_{n:06d}_00.jpg", ("market", pid), size)
-    for pid in range(10, 15):
+    for pid in range(10 * scale, 15 * scale):
         paint.save(f"{root}/query/{pid:04d}_c{1 + pid % 2}s1_000100_00.jpg", ("market", pid), size)
         for n, cam in enumerate((3, 4, 5)):
             paint.save(f"{root}/bounding_box_test/{pid:04d}_c{cam}s2_{n:06d}_00.jpg", ("market", pid), size,
-                       gray=(pid, cam) == (10, 5))
+                       gray=(pid, cam) == (10 * scale, 5))
         paint.save(f"{root}/bounding_box_test/{pid:04d}_c{1 + pid % 2}s3_000200_00.jpg", ("market", pid), size)
     for n, cam in enumerate((2, 6)):
         paint.save(f"{root}/bounding_box_test/0000_c{cam}s1_{n:06d}_00.jpg", ("market", 0, n), size)
         paint.save(f"{root}/bounding_box_test/-1_c{cam}s1_{n:06d}_00.jpg", ("market", -1, n), size)
 
 
-def make_dukemtmc(out, paint):
+def make_dukemtmc(out, paint, scale):
     root, size = os.path.join(out, "DukeMTMC-reID"), (64, 32)
-    for pid in range(1, 6):
+    for pid in range(1, 5 * scale + 1):
         for cam in (1, 2, 3):
             paint.save(f"{root}/bounding_box_train/{pid:04d}_c{cam}_f{pid * 100 + cam:07d}.jpg", ("duke", pid), size)
-    for pid in range(20, 25):
+    for pid in range(20 * scale, 25 * scale):
         paint.save(f"{root}/query/{pid:04d}_c{1 + pid % 8}_f0000001.jpg", ("duke", pid), size)
         for cam in (7, 8):
             paint.save(f"{root}/bounding_box_test/{pid:04d}_c{cam}_f{cam:07d}.jpg", ("duke", pid), size)
 
 
-def make_msmt17(out, paint):
+def make_msmt17(out, paint, scale):
     """MSMT17_V2 lists; test pids restart at 0, as in the real lists."""
     root, size = os.path.join(out, "MSMT17_V2"), (64, 32)
 
@@ -105,11 +136,12 @@ def make_msmt17(out, paint):
             lines.append(f"{rel} {pid}")
         return lines
 
-    train = [line for pid in range(4) for line in add("mask_train_v2", ("msmt", pid), pid, (1, 2, 3))]
+    train_ids = 4 * scale
+    train = [line for pid in range(train_ids) for line in add("mask_train_v2", ("msmt", pid), pid, (1, 2, 3))]
     write_lines(f"{root}/list_train.txt", train)
-    write_lines(f"{root}/list_val.txt", add("mask_train_v2", ("msmt", 4), 4, (5, 6)))
+    write_lines(f"{root}/list_val.txt", add("mask_train_v2", ("msmt", train_ids), train_ids, (5, 6)))
     query, gallery = [], []
-    for pid in range(5):
+    for pid in range(5 * scale):
         lines = add("mask_test_v2", ("msmt-test", pid), pid, (1, 7, 8, 9))
         query.append(lines[0])
         gallery.extend(lines[1:])
@@ -117,41 +149,44 @@ def make_msmt17(out, paint):
     write_lines(f"{root}/list_gallery.txt", gallery)
 
 
-def make_veri(out, paint):
+def make_veri(out, paint, scale):
     root, size = os.path.join(out, "veri"), (48, 64)
-    for pid in range(1, 6):
+    for pid in range(1, 5 * scale + 1):
         for cam in (1, 2, 3):
             paint.save(f"{root}/image_train/{pid:04d}_c{cam:03d}_{cam * 1000:08d}_0.jpg", ("veri", pid), size)
-    for pid in range(100, 105):
+    for pid in range(100 * scale, 100 * scale + 5 * scale):
         paint.save(f"{root}/image_query/{pid:04d}_c{1 + pid % 3:03d}_00000100_0.jpg", ("veri", pid), size)
         for cam in (5, 6, 20):
             paint.save(f"{root}/image_test/{pid:04d}_c{cam:03d}_{cam:08d}_0.jpg", ("veri", pid), size)
 
 
-def make_vehicleid(out, paint):
+def make_vehicleid(out, paint, scale):
     root, size = os.path.join(out, "vehicleid"), (48, 64)
     image_id, train, test = 0, [], []
-    for vid, images, lines in [(vid, 3, train) for vid in range(1, 6)] + [(vid, 3, test) for vid in range(50, 62)]:
-        for _ in range(images):
+    vehicles = [(vid, train) for vid in range(1, 5 * scale + 1)]
+    vehicles += [(vid, test) for vid in range(50 * scale, 62 * scale)]
+    for vid, lines in vehicles:
+        for _ in range(3):
             image_id += 1
             paint.save(f"{root}/image/{image_id:07d}.jpg", ("vehicleid", vid), size)
             lines.append(f"{image_id:07d} {vid}")
     write_lines(f"{root}/train_test_split/train_list.txt", train)
-    for name, vehicles in (("800", 4), ("1600", 8), ("2400", 12), ("13164", 12)):
-        write_lines(f"{root}/train_test_split/test_list_{name}.txt", test[:3 * vehicles])
+    for name, test_vehicles in (("800", 4), ("1600", 8), ("2400", 12), ("13164", 12)):
+        write_lines(f"{root}/train_test_split/test_list_{name}.txt", test[:3 * test_vehicles * scale])
 
 
-def make_veriwild(out, paint):
+def make_veriwild(out, paint, scale):
     root, size = os.path.join(out, "VERI-Wild"), (48, 64)
     info = ["id/image;Camera ID;Time;Model;Type;Color"]
     image_id, splits = 0, {"train": [], "query": [], "gallery": []}
-    for vid in list(range(1, 6)) + list(range(30, 35)):
+    test_start = 30 * scale
+    for vid in list(range(1, 5 * scale + 1)) + list(range(test_start, test_start + 5 * scale)):
         for n in range(3):
             image_id += 1
             cam = 1 + (vid + n) % 4
             paint.save(f"{root}/images/{vid:05d}/{image_id:06d}.jpg", ("veriwild", vid), size)
             info.append(f"{vid:05d}/{image_id:06d};{cam};2018-03-11 11:{n:02d}:00;Audi;SUV;white")
-            split = "train" if vid < 30 else ("query" if n == 0 else "gallery")
+            split = "train" if vid < test_start else ("query" if n == 0 else "gallery")
             splits[split].append(f"{vid:05d}/{image_id:06d}" + (".jpg" if split == "gallery" else ""))
     write_lines(f"{root}/train_test_split/vehicle_info.txt", info)
     write_lines(f"{root}/train_test_split/train_list.txt", splits["train"])
@@ -160,11 +195,11 @@ def make_veriwild(out, paint):
         write_lines(f"{root}/train_test_split/test_{ids}_id.txt", splits["gallery"])
 
 
-def make_sop(out, paint):
+def make_sop(out, paint, scale):
     root, size = os.path.join(out, "Stanford_Online_Products"), (48, 48)
     lists = {"train.txt": [], "test.txt": []}
-    for label in range(1, 13):
-        name = "train.txt" if label <= 6 else "test.txt"
+    for label in range(1, 12 * scale + 1):
+        name = "train.txt" if label <= 6 * scale else "test.txt"
         for n in range(3):
             rel = f"{'bicycle' if label % 2 else 'chair'}_final/{label * 1000:012d}_{n}.JPG"
             paint.save(f"{root}/{rel}", ("sop", label), size)
@@ -173,15 +208,16 @@ def make_sop(out, paint):
         write_lines(f"{root}/{name}", lines)
 
 
-def make_faces(out, paint):
-    """Per set: 40 pairs alternating same / different identity, as image files + a file list (extra tokens on each
-    line, as the originals have) + `_label.npy`, and the same pairs as an insightface `.bin`."""
+def make_faces(out, paint, scale):
+    """Per set: 40 x scale pairs alternating same / different identity, as image files + a file list (extra tokens
+    on each line, as the originals have) + `_label.npy`, and the same pairs as an insightface `.bin`."""
     size, rng = (48, 48), np.random.RandomState(paint.seed)
+    identities = FACE_IDENTITIES * scale
     for name in FACE_SETS:
         lines, encoded, issame = [], [], []
-        for pair in range(FACE_PAIRS):
-            first = rng.randint(FACE_IDENTITIES)
-            second = first if pair % 2 == 0 else (first + 1 + rng.randint(FACE_IDENTITIES - 1)) % FACE_IDENTITIES
+        for pair in range(FACE_PAIRS * scale):
+            first = rng.randint(identities)
+            second = first if pair % 2 == 0 else (first + 1 + rng.randint(identities - 1)) % identities
             for slot, identity in enumerate((first, second)):
                 rel = f"{name}/{2 * pair + slot:05d}." + ("png" if (pair, slot) == (1, 1) else "jpg")
                 paint.save(os.path.join(out, "faces_emore_val", rel), ("face", identity), size)
@@ -195,9 +231,9 @@ def make_faces(out, paint):
         write_verification_bin(os.path.join(out, "faces_emore", f"{name}.bin"), encoded, issame)
 
 
-def make_ms1m(out, paint):
+def make_ms1m(out, paint, scale):
     """`ms1mv3/<identity>/*.jpg` folders, and the insightface release folder `ms1m-retinaface-t1/train.rec`."""
-    size, identities = (48, 48), range(8)
+    size, identities = (48, 48), range(8 * scale)
     for identity in identities:
         for n in range(4):
             paint.save(os.path.join(out, "ms1mv3", f"id_{identity:05d}", f"{n}.jpg"), ("face-train", identity), size)
@@ -210,9 +246,13 @@ MAKERS = (make_market1501, make_dukemtmc, make_msmt17, make_veri, make_vehicleid
           make_ms1m)
 
 
-def make_mini_datasets(out_dir, seed=0):
-    """Write the miniature tree under `out_dir` (use it as `$FASTREID_DATASETS`); returns `out_dir`."""
-    paint = PatternPainter(seed)
+def make_mini_datasets(out_dir, seed=0, scale=1, hard=False):
+    """Write the miniature tree under `out_dir` (use it as `$FASTREID_DATASETS`); returns `out_dir`.
+
+    `scale` multiplies every identity count and the face pairs; `hard` paints with HardPatternPainter."""
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"make_mini_datasets: scale must be an integer >= 1, got {scale!r}")
+    paint = (HardPatternPainter if hard else PatternPainter)(seed)
     for make in MAKERS:
-        make(out_dir, paint)
+        make(out_dir, paint, scale)
     return out_dir
