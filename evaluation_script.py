@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from allinone.config import ConfigError, load_config
 from allinone.evaluation.suite import evaluate_test_set, flat_results, prepare, results_table, select_test_sets
+from allinone.utils.cli import run_cli
 from allinone.utils.env import configure_threads
 
 DEFAULT_CONFIG = "configs/allinone/vitlarge_eval.yaml"
@@ -82,25 +83,8 @@ def run(args):
     return flat
 
 
-def user_errors():
-    """Errors about the user's input (config, data on disk, checkpoint): reported in one line, no traceback.
-    Imported late because the checkpoint module imports paddle, which must come after the thread set-up."""
-    from allinone.data.datasets.base import DatasetLayoutError
-    from allinone.modeling.checkpoint import CheckpointError
-
-    return ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except Exception as err:  # noqa: BLE001  (re-raised unless it is one of user_errors())
-        if not isinstance(err, user_errors()):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(run, parse_args(argv))
 
 
 if __name__ == "__main__":

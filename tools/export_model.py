@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from allinone.config import ConfigError, load_config  # noqa: E402
+from allinone.utils.cli import run_cli  # noqa: E402
 from allinone.utils.env import configure_threads  # noqa: E402
 
 
@@ -69,13 +70,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(run, parse_args(argv))
 
 
 if __name__ == "__main__":

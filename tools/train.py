@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without installing the package
 
 from allinone.config import ConfigError, load_config  # noqa: E402
+from allinone.utils.cli import run_cli  # noqa: E402
 from allinone.utils.env import configure_threads  # noqa: E402
 
 
@@ -95,25 +96,8 @@ def run(args):
     return None
 
 
-def user_errors():
-    """Errors about the user's input or a diverged run: one line on stderr, no traceback."""
-    from allinone.data import DatasetLayoutError
-    from allinone.engine.trainer import NonFiniteLossError
-    from allinone.modeling.checkpoint import CheckpointError
-
-    return ConfigError, DatasetLayoutError, CheckpointError, FileNotFoundError, NonFiniteLossError
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except Exception as err:  # noqa: BLE001  (re-raised unless it is one of user_errors())
-        if not isinstance(err, user_errors()):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(run, parse_args(argv))
 
 
 if __name__ == "__main__":
