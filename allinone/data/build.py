@@ -9,7 +9,7 @@ from ..registry import DATASETS, SAMPLERS
 from ..utils.env import get_rank, get_world_size
 from .common import TestImageDataset, TrainImageDataset, collate, raise_sample_errors
 from .samplers import InferenceSampler, RankBatches, restore_order
-from .transforms import TestTransform, build_train_transform
+from .transforms import TestTransform, build_train_transform, global_rngs_restored
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
 
     `datasets` are registry names or `{"name": ..., **args}`; their `train` splits merge into one label space per
     task. `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); task k
-    shuffles with its own RNG seeded `seed + k`.
+    shuffles with its own RNG seeded `seed + k`, and augments each sample from a seed of (`seed`, k, the sample's
+    position in the task's stream), see `RankBatches`.
     """
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
@@ -94,7 +95,7 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
                                     build_train_transform(spec.get("transform", {})), task)
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
                                  batch_size=int(spec["batch_size"]), world_size=world_size, seed=seed + position)
-        batches = RankBatches(sampler, rank, world_size)
+        batches = RankBatches(sampler, rank, world_size, seed=seed, task=position)
         loaders[task] = TaskLoader(dataset, batches, spec.get("num_workers", num_workers))
     return MultiTaskTrainLoader(loaders, mode)
 
@@ -104,7 +105,8 @@ class MultiTaskTrainLoader:
     one task per iteration in round robin ('homogeneous', the published ablation).
 
     A batch is `{"images", "targets", "camids", "task", "dataset_name"}`. `state_dict()` / `set_state_dict()` hold the
-    iteration count and each task's sampler state, so a resumed run sees the batches it would have seen.
+    iteration count and each task's sampler state, so a resumed run sees the batches it would have seen, augmented
+    the same to the bit. Loading leaves Python's and NumPy's global generators as they were.
     """
 
     def __init__(self, loaders, mode="heterogeneous"):
@@ -139,8 +141,9 @@ class MultiTaskTrainLoader:
     def next_batch(self, task):
         loader = self.loaders[task]
         if task not in self.iterators:
-            self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
-                                                             collate_fn=collate, num_workers=loader.num_workers))
+            with global_rngs_restored():  # Paddle draws its workers' base seed from NumPy's generator
+                self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
+                                                                 collate_fn=collate, num_workers=loader.num_workers))
         batch = raise_sample_errors(next(self.iterators[task]))
         loader.batches.consumed()
         skipped = int(batch.pop("skipped").sum())

@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from .io import ImageReadError, image_name, read_image
+from .transforms import seeded_global_rngs
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ class TrainImageDataset(paddle.io.Dataset):
 
     Identities are relabelled here, and only here: `targets` = position of `"<dataset_name>_<pid>"` among the
     sorted labels of all the task's sets (so sets merge without collisions, as the original); cameras likewise.
-    An unreadable image is skipped: the next item is used instead, a warning names the file, and the sample's
-    `skipped` field counts the replaced images so the loader can total them across workers.
+    Items are read as `dataset[(index, seed)]` (what `RankBatches` yields): the transform's randomness comes from
+    `seed` alone. An unreadable image is skipped: the next item is used instead, a warning names the file, and the
+    sample's `skipped` field counts the replaced images so the loader can total them across workers.
     """
 
     MAX_SKIPS = 10
@@ -98,7 +100,8 @@ class TrainImageDataset(paddle.io.Dataset):
         return len(self.sources)
 
     @errors_as_samples
-    def __getitem__(self, index):
+    def __getitem__(self, index_and_seed):
+        index, seed = index_and_seed
         for skipped in range(self.MAX_SKIPS + 1):
             item = (index + skipped) % len(self.sources)
             try:
@@ -106,7 +109,9 @@ class TrainImageDataset(paddle.io.Dataset):
             except ImageReadError as err:
                 logger.warning("task %s: skipping unreadable training image (%s)", self.task, err)
                 continue
-            return {"images": self.transform(image), "targets": self.targets[item], "camids": self.camids[item],
+            with seeded_global_rngs(seed):
+                image = self.transform(image)
+            return {"images": image, "targets": self.targets[item], "camids": self.camids[item],
                     "task": self.task, "dataset_name": self.dataset_names[self.dataset_ids[item]],
                     "skipped": np.int64(skipped)}
         raise ImageReadError(f"task {self.task}: {self.MAX_SKIPS + 1} unreadable images in a row from "

@@ -3,8 +3,8 @@
 Evaluation: `InferenceSampler` gives each rank a contiguous slice, and `restore_order` puts gathered features back
 in data-set order (the original's interleaved split plus batch-major gather permuted ReID features on multi-GPU).
 Training: samplers produce *global* batches from a private, seeded RNG, so every rank computes the same sequence;
-`RankBatches` hands each rank its contiguous share. Their `state_dict()` (RNG state at the start of the current
-epoch + position in it) resumes the exact sequence.
+`RankBatches` hands each rank its contiguous share, each index with the sample's augmentation seed. Their
+`state_dict()` (RNG state at the start of the current epoch + position in it) resumes the exact sequence.
 """
 import collections
 import math
@@ -149,19 +149,27 @@ class IdentitySampler:
 
 
 class RankBatches:
-    """The per-rank batch sampler handed to `paddle.io.DataLoader`: rank r's contiguous share of each global batch.
+    """The per-rank batch sampler handed to `paddle.io.DataLoader`: rank r's contiguous share of each global batch,
+    as `(index, seed)` pairs.
 
-    The loader reads ahead, so the sampler's state is recorded before each batch is produced; `consumed()` reports
-    how many recorded batches the training loop has taken, and `state_dict()` is the state before the next batch the
-    loop will see. `set_state_dict()` also ends the iterators already handed out (a loader thread may still be
-    reading ahead from one), so nothing but the new iterator advances the restored sampler.
+    `seed` drives the sample's random augmentation. It is a function of the loader seed, the task and the sample's
+    position in the task's global stream (global batch number x global batch + place in it) only, so a sample's
+    augmentation does not depend on which thread or worker prepares it, on a resume, or (for the TrainingSampler,
+    whose global batches do not) on the number of ranks.
+
+    The loader reads ahead, so the state (sampler state + global batch number) is recorded before each batch is
+    produced; `consumed()` reports how many recorded batches the training loop has taken, and `state_dict()` is the
+    state before the next batch the loop will see. `set_state_dict()` also ends the iterators already handed out (a
+    loader thread may still be reading ahead from one), so nothing but the new iterator advances the restored sampler.
     """
 
-    def __init__(self, sampler, rank=0, world_size=1):
+    def __init__(self, sampler, rank=0, world_size=1, seed=0, task=0):
         if sampler.batch_size % world_size:
             raise ValueError(f"global batch {sampler.batch_size} does not split over {world_size} ranks")
         self.sampler, self.per_rank = sampler, sampler.batch_size // world_size
         self.start = rank * self.per_rank
+        self.seed, self.task = seed, task
+        self.batch_number = 0
         self.pending = collections.deque()
         self.lock = threading.Lock()
         self.generation = 0
@@ -172,19 +180,33 @@ class RankBatches:
             with self.lock:
                 if generation != self.generation:
                     return
-                self.pending.append(self.sampler.state_dict())
-                batch = self.sampler.next_batch()
-            yield batch[self.start:self.start + self.per_rank]
+                self.pending.append(self.current_state())
+                batch = self.sampler.next_batch()[self.start:self.start + self.per_rank]
+                first = self.batch_number * self.sampler.batch_size + self.start
+                self.batch_number += 1
+            yield [(index, self.sample_seed(first + offset)) for offset, index in enumerate(batch)]
+
+    def sample_seed(self, position):
+        """The augmentation seed of the sample at `position` in the task's global stream (a 64-bit int)."""
+        sequence = np.random.SeedSequence(self.seed, spawn_key=(self.task, position))
+        return int(sequence.generate_state(1, np.uint64)[0])
+
+    def current_state(self):
+        return {"sampler": self.sampler.state_dict(), "batch_number": self.batch_number}
 
     def consumed(self):
         self.pending.popleft()
 
     def state_dict(self):
         with self.lock:
-            return self.pending[0] if self.pending else self.sampler.state_dict()
+            return self.pending[0] if self.pending else self.current_state()
 
     def set_state_dict(self, state):
+        if sorted(state) != ["batch_number", "sampler"]:
+            raise ValueError(f"batch sampler state needs keys ['batch_number', 'sampler'], got {sorted(state)} (a "
+                             f"checkpoint written before augmentation seeds were part of the state cannot resume)")
         with self.lock:
             self.generation += 1
             self.pending.clear()
-            self.sampler.set_state_dict(state)
+            self.sampler.set_state_dict(state["sampler"])
+            self.batch_number = int(state["batch_number"])

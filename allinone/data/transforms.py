@@ -1,9 +1,14 @@
 """Image transforms: the evaluation transform (bit-exact with the original) and the per-task training augmentation.
 
 Both take the RGB PIL image from `read_image` and return a float32 CHW array. Paddle's `paddle.vision.transforms`
-does the work; Paddle has no AutoAugment, so the ImageNet policy is a table here on top of PIL operations.
+does the work; Paddle has no AutoAugment, so the ImageNet policy is a table here on top of PIL operations. The random
+steps draw from Python's and NumPy's global generators (as Paddle's do); `seeded_global_rngs` makes them a function
+of a per-sample seed.
 """
+import contextlib
+import os
 import random
+import threading
 
 import numpy as np
 import paddle
@@ -80,7 +85,7 @@ class ToCHW:
 
 
 class RandomApply:
-    """Apply `transform` with probability `prob` (Python's `random`, which Paddle seeds per loader worker)."""
+    """Apply `transform` with probability `prob` (drawn from Python's `random`)."""
 
     def __init__(self, transform, prob):
         self.transform, self.prob = transform, prob
@@ -111,6 +116,37 @@ class NormalizedRandomErasing:
         work = img * np.float32(scale)
         self.erase(work.transpose(1, 2, 0))
         return work / np.float32(scale)
+
+
+# The global generators are shared by all threads of a process, and a loader without workers runs one per task:
+# hold this lock to read or set their state while such a loader may be running. A forked loader worker has one
+# thread: the lock starts free there, even if a thread of the parent held it.
+GLOBAL_RNGS_LOCK = threading.Lock()
+os.register_at_fork(after_in_child=GLOBAL_RNGS_LOCK._at_fork_reinit)
+
+
+@contextlib.contextmanager
+def global_rngs_restored():
+    """Python's and NumPy's global generators, held by this thread alone for the duration and then put back as they
+    were, so whatever runs inside neither disturbs nor is disturbed by other users of the lock."""
+    with GLOBAL_RNGS_LOCK:
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed):
+    """Python's and NumPy's global generators seeded from `seed` (two independent 128-bit seeds derived from it)
+    for the duration, as in `global_rngs_restored`: the random transforms inside draw a function of `seed` alone."""
+    words = np.random.SeedSequence(seed).generate_state(8)
+    with global_rngs_restored():
+        random.seed(int.from_bytes(words[:4].tobytes(), "little"))
+        np.random.seed(words[4:])
+        yield
 
 
 # ImageNet AutoAugment policy (Cubuk et al. 2019), as timm's 'original' variant: 25 sub-policies of two

@@ -74,11 +74,15 @@ def test_resuming_from_a_state_gives_the_same_batches(make):
     assert [resumed.next_batch() for _ in range(12)] == expected
 
 
+def indices(pairs):
+    return [index for index, _ in pairs]
+
+
 def test_ranks_split_each_global_batch_without_overlap():
     shares = []
     for rank in range(3):
         batches = iter(RankBatches(TrainingSampler(np.zeros(20), batch_size=6, seed=0), rank, world_size=3))
-        shares.append([next(batches) for _ in range(4)])
+        shares.append([indices(next(batches)) for _ in range(4)])
     reference = TrainingSampler(np.zeros(20), batch_size=6, seed=0)
     for step in range(4):
         assert shares[0][step] + shares[1][step] + shares[2][step] == reference.next_batch()

@@ -9,11 +9,12 @@ from engine_tools import ROOT, model_state, run_train, tool_env
 # What makes the 1- and 2-process runs comparable: each rank's loss is a mean over its half of the same global batch,
 # so DataParallel's gradient average equals the 1-process gradient of the mean over the whole batch. That holds for
 # the cross-entropy (a per-sample mean; no sample's loss is exactly 0) and for LayerNorm, but not for batch-hard
-# triplet mining or training-mode BatchNorm (both see only the rank's samples), nor for random augmentation or drop
-# path (each rank draws its own numbers). The P x K identity sampler draws P identities per rank, so its global batch
-# depends on the number of ranks (as the original's); the shuffling TrainingSampler's does not. Hence: CE only, no BN
-# neck, no augmentation, no drop path, TrainingSampler. (A standalone config: sampler keys cannot be un-inherited.)
-DETERMINISTIC_YAML = f"""
+# triplet mining or training-mode BatchNorm (both see only the rank's samples), nor for drop path (each rank draws its
+# own numbers). Random augmentation is fine: a sample's draws come from its position in the global stream, not from
+# the rank. The P x K identity sampler draws P identities per rank, so its global batch depends on the number of
+# ranks (as the original's); the shuffling TrainingSampler's does not. Hence: CE only, no BN neck, no drop path,
+# TrainingSampler. (A standalone config: sampler keys cannot be un-inherited.)
+COMPARABLE_YAML = f"""
 _base_: {ROOT}/configs/allinone/vitlarge_eval.yaml
 Global: {{output_dir: unused, num_threads: 1}}
 Model:
@@ -31,10 +32,11 @@ DataLoader:
     mode: heterogeneous
     num_workers: 0
     tasks:
-      task1: {{datasets: [MS1MV3], batch_size: 16, transform: &fixed {{size: [32, 32], flip_prob: 0.0, padding: 0}}}}
-      task2: {{datasets: [Market1501, DukeMTMC], batch_size: 16, transform: *fixed}}
-      task3: {{datasets: [VeRi], batch_size: 8, transform: *fixed}}
-      task4: {{datasets: [SOP], batch_size: 8, transform: *fixed}}
+      task1: {{datasets: [MS1MV3], batch_size: 16,
+              transform: &augment {{size: [32, 32], flip_prob: 0.5, padding: 2, autoaug_prob: 0.5, erasing_prob: 0.5}}}}
+      task2: {{datasets: [Market1501, DukeMTMC], batch_size: 16, transform: *augment}}
+      task3: {{datasets: [VeRi], batch_size: 8, transform: *augment}}
+      task4: {{datasets: [SOP], batch_size: 8, transform: *augment}}
 Loss:
   task1: [{{name: CrossEntropyLoss}}]
   task2: [{{name: CrossEntropyLoss}}]
@@ -47,7 +49,7 @@ Optimizer: {{name: Momentum, momentum: 0.9, weight_decay: 1.0e-4, grad_clip_norm
 
 def test_two_cpu_processes_reach_the_parameters_of_one_process_with_the_same_global_batch(mini_root, tmp_path):
     config = tmp_path / "ddp.yaml"
-    config.write_text(DETERMINISTIC_YAML)
+    config.write_text(COMPARABLE_YAML)
     single = run_train(str(config), tmp_path / "one", mini_root)
     assert single.returncode == 0, single.stderr[-3000:]
 
