@@ -4,8 +4,8 @@ Images are small real JPEG/PNG files; all images of one identity share a pattern
 frequency) with per-image noise and shifts, so even a tiny model can learn to match them. Each layout keeps the
 features the readers must handle: cameras, Market's junk (-1) and distractor (0) ids, a grayscale and a PNG image,
 face file lists plus insightface `.bin` files, and a small insightface `train.rec` / `train.idx`.
-`scale` multiplies the identity counts and face pairs; `hard=True` paints identities an untrained model cannot
-tell apart by colour (the demo's tree: training has something to learn).
+`scale` multiplies the identity counts and face pairs (test ids start after the training ids); `hard=True` paints
+identities that colour alone does not tell apart (the demo's tree, where training has something to learn).
 """
 import io
 import os
@@ -66,25 +66,24 @@ class PatternPainter:
 
 
 class HardPatternPainter(PatternPainter):
-    """An identity is a stripe angle and period plus two favourite palette colours that an image shows only half
-    of the time; the stripes fill a random box over a random background, with jittered angle and period."""
+    """An identity is two of the shared palette colours plus a stripe angle and period; the stripes fill a random box
+    over a background of a random palette colour, so mean colours mix identities and a model must learn to look."""
 
     def new_pattern(self, rng):
         return rng.choice(len(PALETTE), 2, replace=False), rng.uniform(0, np.pi), rng.uniform(8.0, 20.0)
 
     def pixels(self, key, height, width):
-        favourite, angle, period = self.pattern(key)
+        colour_pair, angle, period = self.pattern(key)
         rng = self.rng
-        colours = PALETTE[favourite]
         angle, period = angle + rng.normal(0, 0.03), period * rng.uniform(0.95, 1.05)
         ys, xs = np.mgrid[0:height, 0:width]
         phase = rng.uniform(0, 2 * np.pi)
         stripes = (np.sin(2 * np.pi / period * (xs * np.cos(angle) + ys * np.sin(angle)) + phase) > 0)[..., None]
         pixels = np.broadcast_to(PALETTE[rng.randint(len(PALETTE))] * rng.uniform(0.4, 1.0), (height, width, 3))
-        box_h, box_w = int(height * rng.uniform(0.5, 0.85)), int(width * rng.uniform(0.5, 0.85))
+        box_h, box_w = int(height * rng.uniform(0.6, 0.9)), int(width * rng.uniform(0.6, 0.9))
         top, left = rng.randint(height - box_h + 1), rng.randint(width - box_w + 1)
         box = (ys >= top) & (ys < top + box_h) & (xs >= left) & (xs < left + box_w)
-        pixels = np.where(box[..., None], np.where(stripes, colours[0], colours[1]), pixels)
+        pixels = np.where(box[..., None], np.where(stripes, *PALETTE[colour_pair]), pixels)
         return pixels * rng.uniform(0.7, 1.3) + rng.normal(0, 8, pixels.shape)
 
 
@@ -154,7 +153,7 @@ def make_veri(out, paint, scale):
     for pid in range(1, 5 * scale + 1):
         for cam in (1, 2, 3):
             paint.save(f"{root}/image_train/{pid:04d}_c{cam:03d}_{cam * 1000:08d}_0.jpg", ("veri", pid), size)
-    for pid in range(100 * scale, 100 * scale + 5 * scale):
+    for pid in range(95 + 5 * scale, 95 + 10 * scale):  # 100-104 at scale 1; VeRi-776 ids stop at 776
         paint.save(f"{root}/image_query/{pid:04d}_c{1 + pid % 3:03d}_00000100_0.jpg", ("veri", pid), size)
         for cam in (5, 6, 20):
             paint.save(f"{root}/image_test/{pid:04d}_c{cam:03d}_{cam:08d}_0.jpg", ("veri", pid), size)
