@@ -16,6 +16,8 @@ import re
 import numpy as np
 import paddle
 
+from ..data.transforms import GLOBAL_RNGS_LOCK
+
 POINTER = "last_checkpoint"
 
 
@@ -33,13 +35,17 @@ def unpack(array):
 
 
 def capture_rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    """The global generators' states, taken under the data loader's lock: a loader thread may be running a
+    transform with them temporarily seeded (allinone.data.transforms.seeded_global_rngs)."""
+    with GLOBAL_RNGS_LOCK:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
 
 
 def restore_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    paddle.set_rng_state(state["paddle"])
+    with GLOBAL_RNGS_LOCK:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        paddle.set_rng_state(state["paddle"])
 
 
 def atomic_save(obj, path):
