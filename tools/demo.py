@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 from allinone.utils.env import configure_threads  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "allinone", "tiny_demo.yaml")
-DEMO_TREE = {"scale": 6, "hard": True}  # tools/make_mini_datasets.py --scale 6 --hard
+DEMO_TREE = {"scale": 6, "hard": True}  # make_mini_datasets options: a tree that colour alone does not solve
 HEADLINE_METRICS = ("Accuracy", "Rank-1", "mAP", "Recall@1")  # the published table's columns
 
 

@@ -15,18 +15,19 @@ from allinone.utils.env import configure_threads
 
 configure_threads()
 
-from allinone.data.mini import make_mini_datasets  # noqa: E402
+from allinone.data.mini import MAX_SCALE, make_mini_datasets  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write (created; existing files are overwritten)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the image patterns and pair draws")
-    parser.add_argument("--scale", type=int, default=1, help="multiplies every identity count and the face pairs")
+    parser.add_argument("--scale", type=int, default=1,
+                        help=f"multiplies every identity count and the face pairs (1..{MAX_SCALE})")
     parser.add_argument("--hard", action="store_true", help="identities a model must learn (colour is not enough)")
     args = parser.parse_args(argv)
-    if args.scale < 1:
-        parser.error(f"--scale must be >= 1, got {args.scale}")
+    if not 1 <= args.scale <= MAX_SCALE:
+        parser.error(f"--scale must be in 1..{MAX_SCALE}, got {args.scale}")
     start = time.time()
     make_mini_datasets(args.out, seed=args.seed, scale=args.scale, hard=args.hard)
     count = sum(len(files) for _, _, files in os.walk(args.out))

@@ -20,6 +20,7 @@ from .recordio import write_labelled_images
 FACE_SETS = ("calfw", "cplfw", "lfw", "cfp_ff", "cfp_fp", "agedb_30", "vgg2_fp")
 FACE_PAIRS = 40          # 4 pairs per fold of the 10-fold protocol (times `scale`)
 FACE_IDENTITIES = 24
+MAX_SCALE = 68           # VeRi test ids end at 95 + 10 x scale <= 776
 # The colours of the hard images, shared by all identities.
 PALETTE = np.array([(200, 40, 40), (40, 160, 60), (50, 70, 200), (220, 200, 60), (160, 60, 180), (60, 190, 200),
                     (235, 235, 235), (40, 40, 40)])
@@ -249,8 +250,9 @@ def make_mini_datasets(out_dir, seed=0, scale=1, hard=False):
     """Write the miniature tree under `out_dir` (use it as `$FASTREID_DATASETS`); returns `out_dir`.
 
     `scale` multiplies every identity count and the face pairs; `hard` paints with HardPatternPainter."""
-    if not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"make_mini_datasets: scale must be an integer >= 1, got {scale!r}")
+    if not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
+        raise ValueError(f"make_mini_datasets: scale must be an integer in 1..{MAX_SCALE} (VeRi-776 ids stop at 776), "
+                         f"got {scale!r}")
     paint = (HardPatternPainter if hard else PatternPainter)(seed)
     for make in MAKERS:
         make(out_dir, paint, scale)
