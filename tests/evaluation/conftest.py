@@ -4,15 +4,11 @@ import os
 import numpy as np
 import pytest
 
-SPEC_REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "spec", "reference")
-
 
 @pytest.fixture(scope="session")
-def spec_reference():
-    """Path to the spec's reference data folder (skips when the spec is not next to the checkout)."""
-    if not os.path.isdir(SPEC_REFERENCE):
-        pytest.skip(f"spec reference data not found at {SPEC_REFERENCE}")
-    return os.path.abspath(SPEC_REFERENCE)
+def spec_reference(spec_dir):
+    """The parity reference data folder (tests/fixtures/spec/reference)."""
+    return os.path.join(spec_dir, "reference")
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,15 @@ import pytest
 
 from allinone import build_model, load_config
 
-SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "spec")
 TINY_CONFIG = "configs/allinone/tiny_parity.yaml"
 
 
 @pytest.fixture(scope="session")
-def spec_file():
-    """`spec_file("reference", name)`: a file of the read-only spec folder beside the repo (skips if absent)."""
+def spec_file(spec_dir):
+    """`spec_file("reference", name)`: a file of the parity reference data (tests/fixtures/spec)."""
     def find(*parts):
-        path = os.path.join(SPEC, *parts)
-        if not os.path.isfile(path):
-            pytest.skip(f"spec file not found: {path}")
+        path = os.path.join(spec_dir, *parts)
+        assert os.path.isfile(path), f"parity reference file missing: {path}"
         return path
 
     return find
