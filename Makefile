@@ -26,8 +26,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py
 
+# quick sizes (a few minutes in all); each script's --full / default sizes are in bench/RESULTS.md
 bench: $(STAMP)
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	$(PY) bench/data_loading.py
+	$(PY) bench/forward.py
+	$(PY) bench/train_step.py
+	$(PY) bench/eval_ranking.py --quick
+	$(PY) bench/gpnas.py --quick
 
 clean:
 	rm -rf $(VENV) demo_output build *.egg-info
