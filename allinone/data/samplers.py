@@ -45,8 +45,22 @@ def restore_order(indices, values, num_items):
     return np.asarray(values)[np.argsort(indices, kind="stable")]
 
 
+class EpochResume:
+    """Resume protocol of the epoch-based training samplers: the RNG state at the start of the current epoch plus
+    the position in it; restoring replays the epoch's draw. Subclasses set `rng`, `epoch_rng_state` and `position`
+    in `start_epoch()`."""
+
+    def state_dict(self):
+        return {"rng": self.epoch_rng_state, "position": self.position}
+
+    def set_state_dict(self, state):
+        self.rng.set_state(state["rng"])
+        self.start_epoch()
+        self.position = int(state["position"])
+
+
 @SAMPLERS.register()
-class TrainingSampler:
+class TrainingSampler(EpochResume):
     """Shuffled epochs one after another; global batches of `batch_size` consecutive indices, which may straddle
     two epochs. On one rank with seed 0 this is the original's stream (`np.random.seed(0)`, then permutations).
     `world_size` is accepted for the common sampler signature; `RankBatches` splits the batch."""
@@ -70,17 +84,9 @@ class TrainingSampler:
             self.position += len(take)
         return batch
 
-    def state_dict(self):
-        return {"rng": self.epoch_rng_state, "position": self.position}
-
-    def set_state_dict(self, state):
-        self.rng.set_state(state["rng"])
-        self.start_epoch()
-        self.position = int(state["position"])
-
 
 @SAMPLERS.register()
-class IdentitySampler:
+class IdentitySampler(EpochResume):
     """P identities x K instances per rank (for the triplet loss), as fast-reid's NaiveIdentitySampler.
 
     Each epoch: shuffle every identity's images (sampling K with replacement when it has fewer); repeatedly draw
@@ -139,13 +145,6 @@ class IdentitySampler:
         self.position += 1
         return self.batches[self.position - 1]
 
-    def state_dict(self):
-        return {"rng": self.epoch_rng_state, "position": self.position}
-
-    def set_state_dict(self, state):
-        self.rng.set_state(state["rng"])
-        self.start_epoch()
-        self.position = int(state["position"])
 
 
 class RankBatches:
