@@ -146,7 +146,6 @@ class IdentitySampler(EpochResume):
         return self.batches[self.position - 1]
 
 
-
 class RankBatches:
     """The per-rank batch sampler handed to `paddle.io.DataLoader`: rank r's contiguous share of each global batch,
     as `(index, seed)` pairs.
