@@ -21,6 +21,18 @@ def read_list(path, layout):
         return [(number, line.strip()) for number, line in enumerate(f, 1) if line.strip()]
 
 
+def read_fields(path, layout, sep, count, expected):
+    """Lines of a list file as (line number, fields): each line split on `sep` into exactly `count` non-empty
+    fields; any other line is an error naming the file and line and quoting `expected` (e.g. '<imgid> <vid>')."""
+    rows = []
+    for number, line in read_list(path, layout):
+        fields = line.split(sep)
+        if len(fields) != count or not all(fields):
+            raise DatasetLayoutError(f"{path}, line {number}: expected '{expected}', got '{line}'")
+        rows.append((number, fields))
+    return rows
+
+
 def require_dir(path, layout):
     if not os.path.isdir(path):
         raise DatasetLayoutError(f"missing folder {path}; expected layout: {layout}")

@@ -2,7 +2,7 @@
 import os
 
 from ...registry import DATASETS
-from .base import DatasetLayoutError, ReidDataset, parse_int, read_list, require_dir
+from .base import DatasetLayoutError, ReidDataset, parse_int, read_fields, require_dir
 
 VERSION_DIRS = {1: ("MSMT17_V1", "train", "test"), 2: ("MSMT17_V2", "mask_train_v2", "mask_test_v2")}
 
@@ -39,10 +39,7 @@ class MSMT17(ReidDataset):
 
     def read_list(self, list_path, image_dir):
         items = []
-        for number, line in read_list(list_path, self.layout):
-            fields = line.split(" ")
-            if len(fields) != 2:
-                raise DatasetLayoutError(f"{list_path}, line {number}: expected '<relative path> <pid>', got '{line}'")
+        for number, fields in read_fields(list_path, self.layout, " ", 2, "<relative path> <pid>"):
             rel_path, pid_text = fields
             name_fields = os.path.basename(rel_path).split("_")
             if len(name_fields) < 3:

@@ -2,7 +2,7 @@
 import os
 
 from ...registry import DATASETS
-from .base import DatasetLayoutError, ReidDataset, read_list, require_dir
+from .base import ReidDataset, read_fields, require_dir
 
 
 @DATASETS.register()
@@ -23,10 +23,6 @@ class SOP(ReidDataset):
     def read_list(self, data_dir, name):
         list_path = os.path.join(data_dir, name)
         items = []
-        for number, line in read_list(list_path, self.layout):
-            fields = line.split(",")
-            if len(fields) != 2 or not all(fields):
-                raise DatasetLayoutError(f"{list_path}, line {number}: expected '<relative image path>,<label>', "
-                                         f"got '{line}'")
+        for _, fields in read_fields(list_path, self.layout, ",", 2, "<relative image path>,<label>"):
             items.append((os.path.join(data_dir, fields[0]), fields[1], "0"))
         return items

@@ -3,7 +3,7 @@ import os
 import random
 
 from ...registry import DATASETS
-from .base import DatasetLayoutError, ReidDataset, parse_int, read_list, require_dir
+from .base import ReidDataset, parse_int, read_fields, require_dir
 
 
 @DATASETS.register()
@@ -46,10 +46,7 @@ class VehicleID(ReidDataset):
 
     def read_list(self, data_dir, list_path):
         items = []
-        for number, line in read_list(list_path, self.layout):
-            fields = line.split(" ")
-            if len(fields) != 2:
-                raise DatasetLayoutError(f"{list_path}, line {number}: expected '<imgid> <vid>', got '{line}'")
+        for number, fields in read_fields(list_path, self.layout, " ", 2, "<imgid> <vid>"):
             image_id, vid = (parse_int(text, list_path, number, what) for text, what in zip(fields, ("imgid", "vid")))
             items.append((os.path.join(data_dir, "image", f"{fields[0]}.jpg"), vid, image_id))
         return items

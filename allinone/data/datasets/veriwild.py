@@ -2,7 +2,7 @@
 import os
 
 from ...registry import DATASETS
-from .base import DatasetLayoutError, ReidDataset, parse_int, read_list, require_dir
+from .base import DatasetLayoutError, ReidDataset, parse_int, read_fields, read_list, require_dir
 
 
 @DATASETS.register()
@@ -44,10 +44,7 @@ class VeRiWild(ReidDataset):
 
     def read_list(self, data_dir, list_path, cameras):
         items = []
-        for number, line in read_list(list_path, self.layout):
-            fields = line.split("/")
-            if len(fields) != 2:
-                raise DatasetLayoutError(f"{list_path}, line {number}: expected '<vid>/<imgid>', got '{line}'")
+        for number, fields in read_fields(list_path, self.layout, "/", 2, "<vid>/<imgid>"):
             vid = parse_int(fields[0], list_path, number, "vid")
             image_id = os.path.splitext(fields[1])[0]
             if image_id not in cameras:
