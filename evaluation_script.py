@@ -14,7 +14,7 @@ import sys
 from collections import OrderedDict
 
 from allinone.config import ConfigError, load_config
-from allinone.evaluation.suite import evaluate_test_set, flat_results, prepare, results_table, select_test_sets
+from allinone.evaluation.suite import evaluate_all, flat_results, prepare, results_table, select_test_sets
 from allinone.utils.cli import run_cli
 from allinone.utils.env import configure_threads
 
@@ -68,11 +68,7 @@ def run(args):
     batch_size = args.batchsize or cfg.Eval.batch_size
     num_workers = cfg.Eval.num_workers if args.num_workers is None else args.num_workers
     logger.info("evaluating %s on %s (data root %s, batch size %d)", args.model_path, device, root, batch_size)
-    results = OrderedDict()
-    for entry in entries:
-        test_set, evaluator = prepared[entry.name]
-        results[entry.name] = evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers)
-        logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
+    results = evaluate_all(model, entries, prepared, batch_size, num_workers)
     flat = flat_results(entries, prepared, results)
     print(results_table(entries, results))
     if args.output:

@@ -43,8 +43,7 @@ def make_evaluate_fn(cfg, requested=None):
     prepared = OrderedDict((entry.name, evaluation.prepare(entry, root)) for entry in entries)
 
     def evaluate(model):
-        results = OrderedDict((entry.name, evaluation.evaluate_test_set(
-            model, entry, *prepared[entry.name], cfg.Eval.batch_size, cfg.Eval.num_workers)) for entry in entries)
+        results = evaluation.evaluate_all(model, entries, prepared, cfg.Eval.batch_size, cfg.Eval.num_workers)
         print(evaluation.results_table(entries, results), flush=True)
         return evaluation.flat_results(entries, prepared, results)
 

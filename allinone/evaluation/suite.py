@@ -69,6 +69,15 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
     return evaluator.evaluate(features, test_set)
 
 
+def evaluate_all(model, entries, prepared, batch_size, num_workers):
+    """Every entry in order: its metrics per entry name (OrderedDict), each logged as it finishes."""
+    results = OrderedDict()
+    for entry in entries:
+        results[entry.name] = evaluate_test_set(model, entry, *prepared[entry.name], batch_size, num_workers)
+        logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
+    return results
+
+
 def results_table(entries, results):
     """One row per reported metric: measured beside published (the entry's `published` metrics, else `metric`)."""
     rows = [f"{'dataset':<15} {'head':<6} {'metric':<12} {'measured':>9} {'published':>9} {'diff':>7}"]
