@@ -14,7 +14,9 @@ from ..modeling import build_model
 from ..modeling.checkpoint import load_checkpoint
 from .checkpointer import Checkpointer, load_training_state
 from .distributed import data_parallel
-from .hooks import EvalHook, LRScheduler, MetricsLogger, PeriodicCheckpointer, ScalarWriter
+from ..registry import STEPS
+from . import steps as _steps  # noqa: F401  (registers the step classes)
+from .hooks import EvalHook, LRScheduler, MetricsLogger, PeriodicCheckpointer, VisualDLWriter
 from .losses import MultiTaskLoss
 from .solver import LR_KEYS, OPTIMIZER_KEYS, build_lr_scheduler, build_optimizer
 from .trainer import Trainer
@@ -24,7 +26,9 @@ logger = logging.getLogger("allinone.engine")
 SECTIONS = ("Global", "Model", "Eval", "Train", "DataLoader", "Loss", "Optimizer")
 GLOBAL_KEYS = ("device", "seed", "num_threads", "output_dir")
 TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", "eval_period", "eval_datasets",
-              "amp", "init_checkpoint")
+              "amp", "init_checkpoint", "step")
+# integer keys of Train and the least value each takes (a float such as 10.5 is refused, not truncated)
+TRAIN_INTEGERS = {"max_iter": 1, "checkpoint_period": 0, "checkpoint_keep": 0, "log_period": 1, "eval_period": 0}
 AMP_KEYS = ("enabled", "dtype")
 AMP_DTYPES = ("float16", "bfloat16")
 TRAIN_LOADER_KEYS = ("mode", "num_workers", "tasks")
@@ -45,6 +49,13 @@ def check_training_config(cfg):
     cfg.Optimizer.lr.check_keys(LR_KEYS, "Optimizer.lr")
     cfg.DataLoader.check_keys(("train",), "DataLoader")
     cfg.DataLoader.train.check_keys(TRAIN_LOADER_KEYS, "DataLoader.train")
+    for key, least in TRAIN_INTEGERS.items():
+        value = cfg.Train.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"Train.{key} in {cfg.source} must be an integer >= {least}, got {value!r}")
+    step = cfg.Train.get("step") or {"name": "SimpleStep"}
+    if not isinstance(step, dict) or step.get("name") not in STEPS:
+        raise ConfigError(f"Train.step in {cfg.source} must be {{name: one of {list(STEPS)}, ...}}, got {step!r}")
     if cfg.Train.amp.enabled and cfg.Train.amp.dtype not in AMP_DTYPES:
         raise ConfigError(f"Train.amp.dtype must be one of {AMP_DTYPES}, got '{cfg.Train.amp.dtype}'")
 
@@ -93,19 +104,26 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
     wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous")
-    trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter),
+    try:
+        step = STEPS.build(dict(train_cfg.get("step") or {"name": "SimpleStep"}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+    trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter), step=step,
                       amp_dtype=train_cfg.amp.dtype if train_cfg.amp.enabled else None)
-    writer = ScalarWriter(os.path.join(output_dir, "vdl") if paddle.distributed.get_rank() == 0 else None)
+    rank = paddle.distributed.get_rank()
     hooks = [LRScheduler(),  # first: checkpoints store the scheduler as the next iteration needs it
-             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.checkpoint_keep)),
+             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.checkpoint_keep), clean=rank == 0),
                                   int(train_cfg.checkpoint_period))]
     if evaluate_fn is not None and train_cfg.eval_period:
-        hooks.append(EvalHook(int(train_cfg.eval_period), evaluate_fn, writer))
-    hooks.append(MetricsLogger(int(train_cfg.log_period), writer))
+        hooks.append(EvalHook(int(train_cfg.eval_period), evaluate_fn))
+    # writers last: they read what the step and the hooks before them put into the storage
+    hooks.append(MetricsLogger(int(train_cfg.log_period)))
+    if rank == 0:
+        hooks.append(VisualDLWriter(os.path.join(output_dir, "vdl"), int(train_cfg.log_period)))
     trainer.register_hooks(hooks)
     if resume_path:
         state = load_training_state(resume_path)
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(state, source=resume_path)
         logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
     return trainer
 

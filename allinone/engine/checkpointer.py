@@ -17,11 +17,18 @@ import numpy as np
 import paddle
 
 from ..data.transforms import GLOBAL_RNGS_LOCK
+from ..modeling.checkpoint import CheckpointError
 
 POINTER = "last_checkpoint"
 
 
 PERIODIC_NAME = "model_{:07d}"
+TRAINING_KEYS = ("model", "optimizer", "lr_scheduler", "iteration", "data", "rng")
+TEMPORARY = re.compile(r".+\.tmp(\d+)$")  # what atomic_save / _atomic_write_text write before the rename
+
+
+class ResumeError(CheckpointError):
+    """A checkpoint cannot be resumed from (not a training checkpoint, unreadable, another process count)."""
 
 
 def pack(obj):
@@ -51,25 +58,65 @@ def restore_rng_state(state):
 def atomic_save(obj, path):
     """paddle.save to `path` via a temporary file in the same folder, so readers see the old file or the new one."""
     tmp = f"{path}.tmp{os.getpid()}"
-    paddle.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        paddle.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)  # a partial file (a full disk, an interrupt) must not stay behind
+        raise
 
 
 def _atomic_write_text(text, path):
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Delete `*.tmp<PID>` files that a killed writer left in `folder` (skipping those of a live process other than
+    this one); returns the removed paths."""
+    removed = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        match = TEMPORARY.fullmatch(name)
+        if match and (int(match.group(1)) == os.getpid() or not _process_alive(int(match.group(1)))):
+            _remove_quietly(os.path.join(folder, name))
+            removed.append(os.path.join(folder, name))
+    return removed
 
 
 class Checkpointer:
-    """Saves and finds checkpoints in `output_dir`, keeping the newest `max_to_keep` periodic ones."""
+    """Saves and finds checkpoints in `output_dir`, keeping the newest `max_to_keep` periodic ones. With `clean`
+    (the writing rank), partial files left by an earlier run that died while saving are removed at start-up."""
 
-    def __init__(self, output_dir, max_to_keep=1):
+    def __init__(self, output_dir, max_to_keep=1, clean=False):
         self.output_dir = output_dir
         self.max_to_keep = max_to_keep
+        if clean:
+            remove_stale_temporaries(output_dir)
         self._periodic = sorted(glob.glob(os.path.join(output_dir, "model_" + "[0-9]" * 7 + ".pdparams")))
 
     def save(self, name, state):
@@ -101,12 +148,20 @@ class Checkpointer:
 
 
 def load_training_state(path):
-    """Read a checkpoint written by `Checkpointer.save`; an error names the file and the missing parts."""
-    state = paddle.load(path)
-    missing = [key for key in ("model", "optimizer", "lr_scheduler", "iteration", "data", "rng")
-               if not isinstance(state, dict) or key not in state]
+    """Read a checkpoint written by `Checkpointer.save`; a ResumeError names the file and what is wrong with it."""
+    try:
+        state = paddle.load(path)
+    except Exception as err:  # noqa: BLE001  (paddle raises many kinds on a torn or foreign file)
+        raise ResumeError(f"--resume {path}: cannot read it as a paddle checkpoint ({type(err).__name__}: {err}); "
+                          f"is it truncated? Resume from another checkpoint of the run") from None
+    missing = [key for key in TRAINING_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
-        raise ValueError(f"{path} is not a training checkpoint (missing {missing}); a weights-only file cannot be "
-                         f"resumed from")
-    state["data"], state["rng"] = unpack(state["data"]), unpack(state["rng"])
+        raise ResumeError(f"--resume {path}: not a training checkpoint (missing {missing}); a weights-only file cannot "
+                          f"be resumed from: start a new run with Train.init_checkpoint={path} instead")
+    try:
+        for key in ("data", "rng", "step", "scaler"):
+            if key in state:
+                state[key] = unpack(state[key])
+    except Exception as err:  # noqa: BLE001
+        raise ResumeError(f"--resume {path}: its '{key}' part is damaged ({type(err).__name__}: {err})") from None
     return state

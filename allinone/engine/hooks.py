@@ -1,9 +1,9 @@
-"""Hooks of the training loop: LR stepping, checkpoints, metric logging (log lines + VisualDL), evaluation."""
+"""Hooks of the training loop: LR stepping, checkpoints, evaluation, and the writers of the event storage (log
+lines, VisualDL)."""
 import datetime
 import logging
 import resource
 import statistics
-from collections import defaultdict, deque
 
 import paddle
 import paddle.distributed as dist
@@ -60,22 +60,51 @@ def max_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-class ScalarWriter:
-    """VisualDL scalars in `logdir` (opened on first use); a no-op without a logdir (ranks other than 0)."""
+class VisualDLWriter(HookBase):
+    """Every `period` iterations and at the end: the scalars the storage received since the last write, as VisualDL
+    scalars `train/<name>` (and `eval/<key>` from EvalHook), in its own writer under `logdir`, opened on first use.
+    The `time/*` scalars stay in the log lines."""
 
-    def __init__(self, logdir=None):
-        self.logdir, self._writer = logdir, None
+    def __init__(self, logdir, period):
+        self.logdir, self.period = logdir, period
+        self._writer, self._written = None, {}
 
-    def add(self, scalars, step, prefix):
-        if not self.logdir:
-            return
-        if self._writer is None:
-            from visualdl import LogWriter
+    def after_step(self):
+        it = self.trainer.iter
+        if (it + 1) % self.period == 0:
+            self.write()
 
-            self._writer = LogWriter(logdir=self.logdir)
-        for name, value in scalars.items():
-            self._writer.add_scalar(tag=f"{prefix}/{name}", value=float(value), step=step)
-        self._writer.flush()
+    def after_train(self):
+        self.write()
+        self.close()
+
+    def on_error(self, error):
+        self.close()
+
+    def write(self):
+        storage = self.trainer.storage
+        for name in storage.names():
+            if name.startswith("time/"):
+                continue
+            new = [(it, value) for it, value in storage.history(name) if it > self._written.get(name, -1)]
+            if not new:
+                continue
+            if self._writer is None:
+                from visualdl import LogWriter
+
+                self._writer = LogWriter(logdir=self.logdir)
+            tag = name if name.startswith("eval/") else f"train/{name}"
+            for it, value in new:
+                self._writer.add_scalar(tag=tag, value=value, step=it + 1)
+            self._written[name] = new[-1][0]
+        for name, image, it in storage.pop_images():
+            if self._writer is None:
+                from visualdl import LogWriter
+
+                self._writer = LogWriter(logdir=self.logdir)
+            self._writer.add_image(tag=name, img=image, step=it + 1)
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self):
         if self._writer is not None:
@@ -84,49 +113,42 @@ class ScalarWriter:
 
 
 class MetricsLogger(HookBase):
-    """Every `period` iterations (and the last): a log line with the iteration, each task's losses (medians over
-    the window), lr, images/s, ETA and peak memory, and the same values as VisualDL scalars `train/*`."""
+    """Every `period` iterations (and the last): a log line with the iteration, each loss (median over the window),
+    lr, images/s, ETA and peak memory, read from the trainer's storage."""
 
-    def __init__(self, period, writer=None):
+    def __init__(self, period):
         self.period = period
-        self.writer = writer or ScalarWriter()
-        self.window = defaultdict(lambda: deque(maxlen=period))
-        self.times, self.images = deque(maxlen=period), deque(maxlen=period)
 
     def after_step(self):
-        trainer = self.trainer
-        for name, value in trainer.losses.items():
-            self.window[name].append(value)
-        self.times.append(trainer.step_seconds)
-        self.images.append(trainer.step_images)
-        it = trainer.iter
-        if (it + 1) % self.period == 0 or it + 1 == trainer.max_iter:
-            self._write(it)
+        it = self.trainer.iter
+        if (it + 1) % self.period == 0 or it + 1 == self.trainer.max_iter:
+            self.write(it)
 
-    def _write(self, it):
-        trainer = self.trainer
-        seconds = sum(self.times)
-        scalars = {name: statistics.median(values) for name, values in self.window.items()}
-        scalars["lr"] = trainer.lr
-        scalars["images_per_second"] = sum(self.images) / seconds if seconds else 0.0
-        scalars["max_mem_mb"] = max_memory_mb()
-        eta = datetime.timedelta(seconds=int(seconds / len(self.times) * (trainer.max_iter - it - 1)))
-        losses = "  ".join(f"{name}: {value:.4g}" for name, value in scalars.items() if "loss" in name)
+    def write(self, it):
+        trainer, storage = self.trainer, self.trainer.storage
+        seconds = storage.window("time/step_seconds", self.period)
+        images = storage.window("images", self.period)
+        speed = sum(images) / sum(seconds) if seconds and sum(seconds) else 0.0
+        eta = datetime.timedelta(seconds=int(statistics.mean(seconds) * (trainer.max_iter - it - 1))) if seconds \
+            else datetime.timedelta(0)
+        losses = "  ".join(f"{name}: {statistics.median(storage.window(name, self.period)):.4g}"
+                           for name in storage.names() if "loss" in name and name != "loss_scale"
+                           and storage.window(name, self.period))
+        latest_lr = storage.latest("lr")
+        memory = max_memory_mb()
+        storage.put_scalar("max_mem_mb", memory)
+        if seconds:
+            storage.put_scalar("images_per_second", speed)
         logger.info("iter %d/%d  %s  lr: %.6g  images/s: %.1f  eta: %s  max_mem: %.0fM", it + 1, trainer.max_iter,
-                    losses, scalars["lr"], scalars["images_per_second"], eta, scalars["max_mem_mb"])
-        self.writer.add(scalars, it + 1, "train")
-
-    def after_train(self):
-        self.writer.close()
+                    losses, latest_lr[1] if latest_lr else 0.0, speed, eta, memory)
 
 
 class EvalHook(HookBase):
     """Every `period` iterations and at the end: `evaluate_fn(model) -> {metric key: value}` on rank 0 (the others
-    wait), logged and written to VisualDL as `eval/<key>`. Register it before MetricsLogger, which closes the writer."""
+    wait), logged and put into the storage as `eval/<key>` (writers registered after it write them)."""
 
-    def __init__(self, period, evaluate_fn, writer=None):
+    def __init__(self, period, evaluate_fn):
         self.period, self.evaluate_fn = period, evaluate_fn
-        self.writer = writer or ScalarWriter()
         self.results = {}
 
     def after_step(self):
@@ -147,6 +169,8 @@ class EvalHook(HookBase):
                 model.train()
             logger.info("evaluation after %d iterations:\n%s", step,
                         "\n".join(f"  {key}: {value:.4f}" for key, value in self.results.items()))
-            self.writer.add(self.results, step, "eval")
+            storage = self.trainer.storage
+            for key, value in self.results.items():
+                storage.put_scalar(f"eval/{key}", value)
         if dist.get_world_size() > 1:
             dist.barrier()

@@ -1,8 +1,9 @@
-"""Per-task training losses of the original's meta-architecture (spec oneforall.md 2.1 and 2.5).
+"""Per-task training losses of the original's meta-architecture (see docs/training.md, "Losses").
 
 A task's loss list comes from the config (`Loss.<task>: [{name: CrossEntropyLoss, ...}, ...]`). Each loss reads its
-input from the head's training output dict and logs under the original's name, `{task}_loss_cls` or
-`{task}_loss_triplet`; the trainer sums every term of every task, unweighted (each term has its own `scale`).
+input from the head's training output dict and the task's batch, and is keyed `(task, name)` with the original's
+names (`loss_cls`, `loss_triplet`; logged as `{task}_{name}`); the trainer sums every term of every task,
+unweighted (each term has its own `scale`).
 """
 import paddle
 import paddle.nn.functional as F
@@ -56,37 +57,37 @@ def triplet_loss(embeddings, targets, margin=0.0, norm_feat=False):
 @LOSSES.register()
 class CrossEntropyLoss:
     """CE on the head's `logits` (CosFace margin and scale already applied by the head)."""
-    suffix = "loss_cls"
+    name = "loss_cls"
 
     def __init__(self, eps=0.0, scale=1.0):
         if not 0.0 <= eps < 1.0:
             raise ValueError(f"CrossEntropyLoss eps must be in [0, 1), got {eps}")
         self.eps, self.scale = float(eps), float(scale)
 
-    def __call__(self, outputs, targets):
+    def __call__(self, outputs, task_batch):
         if "logits" not in outputs:
             raise KeyError("CrossEntropyLoss needs head output 'logits': give the head num_classes > 0")
-        return cross_entropy_loss(outputs["logits"], targets, self.eps) * self.scale
+        return cross_entropy_loss(outputs["logits"], task_batch["targets"], self.eps) * self.scale
 
 
 @LOSSES.register()
 class TripletLoss:
     """Batch-hard triplet on the head's `features` (pre-BN with neck_feat='before')."""
-    suffix = "loss_triplet"
+    name = "loss_triplet"
 
     def __init__(self, margin=0.0, norm_feat=False, hard_mining=True, scale=1.0):
         if not hard_mining:
             raise ValueError("TripletLoss supports hard_mining: true only (the original's weighted mining is buggy "
-                             "and unused: spec oneforall.md 2.5)")
+                             "and unused)")
         self.margin, self.norm_feat, self.scale = float(margin), bool(norm_feat), float(scale)
 
-    def __call__(self, outputs, targets):
-        return triplet_loss(outputs["features"], targets, self.margin, self.norm_feat) * self.scale
+    def __call__(self, outputs, task_batch):
+        return triplet_loss(outputs["features"], task_batch["targets"], self.margin, self.norm_feat) * self.scale
 
 
 class MultiTaskLoss:
-    """`Loss` config section -> {task: [loss, ...]}; called on the model's per-task outputs, returns a flat dict
-    `{'{task}_{suffix}': scalar Tensor}` for the tasks present in the batch."""
+    """`Loss` config section -> {task: [loss, ...]}; called on the model's per-task outputs and the batch, returns
+    `{(task, loss name): scalar Tensor}` for the tasks present in the outputs. A loss sees the whole task batch."""
 
     def __init__(self, loss_cfg, tasks):
         missing = sorted(set(tasks) - set(loss_cfg))
@@ -104,10 +105,14 @@ class MultiTaskLoss:
                 self.task_losses[task] = [LOSSES.build(entry) for entry in entries]
             except (KeyError, TypeError, ValueError) as err:
                 raise ConfigError(f"Loss.{task}: {err}") from None
+            names = [loss.name for loss in self.task_losses[task]]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ConfigError(f"Loss.{task} has two losses named {repeated}: give each loss of a task its own")
 
     def __call__(self, outputs, batch):
         losses = {}
         for task, task_outputs in outputs.items():
             for loss in self.task_losses[task]:
-                losses[f"{task}_{loss.suffix}"] = loss(task_outputs, batch[task]["targets"])
+                losses[(task, loss.name)] = loss(task_outputs, batch[task])
         return losses

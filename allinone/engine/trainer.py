@@ -1,8 +1,11 @@
-"""The training loop: fetch one (heterogeneous) batch, one fused forward, the summed losses, backward, step.
+"""The training loop, split as detectron2 splits it: `TrainerBase` runs iterations and calls hooks; what one
+iteration does is a step object (`allinone.engine.steps`, registry STEPS) that the `Trainer` calls with itself.
 
-Everything optional (LR stepping, checkpoints, logging, evaluation) is a hook; adding a behaviour never edits the
-loop. Losses are averaged over ranks every step, so every rank sees the same values and a non-finite loss stops all
-ranks at the same iteration.
+A step composes the Trainer's building blocks: `next_batch`, `forward_losses` (the criterion's losses plus the ones
+the model returns, keyed by (task, name)), `check_losses` (averaged over ranks, so a non-finite loss on one rank
+stops every rank at the same iteration, before any backward), `backward` and `update` (loss scaling included).
+Adding a behaviour around the loop (LR stepping, checkpoints, logging, evaluation) is a hook; a different update
+rule (several passes per update, a per-task backward) is a step class. Neither edits the loop.
 """
 import math
 import time
@@ -10,7 +13,9 @@ import time
 import paddle
 import paddle.distributed as dist
 
-from .checkpointer import capture_rng_state, pack, restore_rng_state
+from .amp import LossScaler
+from .checkpointer import ResumeError, capture_rng_state, pack, restore_rng_state
+from .events import EventStorage
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -18,11 +23,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class HookBase:
-    """Called by the Trainer around the loop; `self.trainer` is set on registration."""
+    """Called by the trainer around the loop; `self.trainer` is set on registration."""
 
     trainer = None
 
     def before_train(self):
+        pass
+
+    def before_step(self):
         pass
 
     def after_step(self):
@@ -35,28 +43,73 @@ class HookBase:
         """The loop raised `error`; the model still holds the last good state."""
 
 
-class Trainer:
-    """Runs iterations `iter .. max_iter - 1` (from 0, or from a resumed iteration). `self.iter` is the iteration in
-    progress; after it finishes the hooks see `self.iter` unchanged, the losses of that step in `self.losses`
-    (rank-averaged floats) and its base learning rate in `self.lr`."""
+class TrainerBase:
+    """Runs iterations `iter .. max_iter - 1` (from 0, or from a resumed iteration) and calls the hooks. `self.iter`
+    is the iteration in progress; hooks see it unchanged in `after_step`. Values of the step go to `self.storage`."""
 
-    def __init__(self, model, loss_fn, optimizer, scheduler, data_loader, max_iter, amp_dtype=None):
-        """`amp_dtype`: None (fp32), 'float16' (with loss scaling) or 'bfloat16' mixed precision."""
-        self.model, self.loss_fn = model, loss_fn
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.data_loader = data_loader
-        self._batches = iter(data_loader)
-        self.max_iter, self.iter = max_iter, 0
-        self.amp_dtype = amp_dtype
-        self.scaler = paddle.amp.GradScaler() if amp_dtype == "float16" else None
-        self.world_size = dist.get_world_size()
+    def __init__(self, max_iter):
+        self.iter, self.max_iter = 0, int(max_iter)
         self.hooks = []
-        self.losses, self.lr, self.step_seconds, self.data_seconds, self.step_images = {}, 0.0, 0.0, 0.0, 0
+        self.storage = EventStorage()
 
     def register_hooks(self, hooks):
         for hook in hooks:
             hook.trainer = self
             self.hooks.append(hook)
+
+    def train(self):
+        self.storage.iter = self.iter
+        try:
+            self._call("before_train")
+            while self.iter < self.max_iter:
+                self.storage.iter = self.iter
+                self._call("before_step")
+                self.run_step()
+                self._call("after_step")
+                self.iter += 1
+            self._call("after_train")
+        except Exception as error:
+            for hook in self.hooks:
+                hook.on_error(error)
+            raise
+        finally:
+            self.close()
+
+    def _call(self, name):
+        for hook in self.hooks:
+            getattr(hook, name)()
+
+    def run_step(self):
+        raise NotImplementedError
+
+    def close(self):
+        """Release what the run holds (loader workers); called when training ends, however it ends."""
+
+
+class Trainer(TrainerBase):
+    """The multi-task trainer: `step.run_step(self)` does one update of `model` from batches of `data_loader`.
+
+    After a step, `self.losses` holds its losses `{(task, name): float}` averaged over ranks, `self.total_loss`
+    their sum and `self.lr` its base learning rate; the storage has them as scalars `{task}_{name}`, `total_loss`,
+    `lr`, plus `images` (global images per step), `time/step_seconds` and `time/data_seconds`."""
+
+    def __init__(self, model, criterion, optimizer, scheduler, data_loader, max_iter, step=None, amp_dtype=None,
+                 scaler=None):
+        """`amp_dtype`: None (fp32), 'float16' (with dynamic loss scaling, `scaler` or a default LossScaler) or
+        'bfloat16' mixed precision. `step`: an object with `run_step(trainer)` (default SimpleStep)."""
+        super().__init__(max_iter)
+        from .steps import SimpleStep
+
+        self.model, self.criterion = model, criterion
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.data_loader = data_loader
+        self._batches = iter(data_loader)
+        self.step = step or SimpleStep()
+        self.amp_dtype = amp_dtype
+        self.scaler = scaler if scaler is not None else (LossScaler() if amp_dtype == "float16" else None)
+        self.world_size = dist.get_world_size()
+        self.losses, self.total_loss, self.lr = {}, 0.0, 0.0
+        self._data_seconds = 0.0
 
     @property
     def module(self):
@@ -65,82 +118,121 @@ class Trainer:
 
     def train(self):
         self.model.train()
-        for hook in self.hooks:
-            hook.before_train()
-        try:
-            while self.iter < self.max_iter:
-                self.run_step()
-                for hook in self.hooks:
-                    hook.after_step()
-                self.iter += 1
-        except Exception as error:
-            for hook in self.hooks:
-                hook.on_error(error)
-            raise
-        for hook in self.hooks:
-            hook.after_train()
+        super().train()
 
     def run_step(self):
+        """One update by the step object. On a non-finite loss the model's buffers (BatchNorm running statistics,
+        which the failed forward already moved) are put back, so the model is exactly the state before the step."""
+        start = time.perf_counter()
+        self._data_seconds = 0.0
+        # paddle keeps BatchNorm's running mean and variance as parameters that take no gradient, not as buffers
+        state = self.module.buffers() + [param for param in self.module.parameters() if param.stop_gradient]
+        buffers = [(tensor, tensor.clone()) for tensor in state]
+        try:
+            self.step.run_step(self)
+        except NonFiniteLossError:
+            with paddle.no_grad():
+                for buffer, saved in buffers:
+                    buffer.set_value(saved)
+            raise
+        self.storage.put_scalars(**{"time/step_seconds": time.perf_counter() - start,
+                                    "time/data_seconds": self._data_seconds})
+
+    # ---- building blocks of a step ----
+    def next_batch(self):
+        """The next `{task: task_batch}` of the loader; the images it holds are counted in the `images` scalar."""
         start = time.perf_counter()
         batch = next(self._batches)
-        self.data_seconds = time.perf_counter() - start
-        inputs = {task: {"images": data["images"], "targets": data["targets"]} for task, data in batch.items()}
-        with paddle.amp.auto_cast(enable=self.amp_dtype is not None, dtype=self.amp_dtype or "float16"):
-            losses = self.loss_fn(self.model(inputs), batch)
-        total = paddle.add_n(list(losses.values()))
-        self.losses = self._rank_average(losses)
-        self._check_finite()
-        self.lr = self.optimizer.get_lr()
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            total.backward()
-            self.optimizer.step()
-        self.optimizer.clear_grad()
-        self.step_images = sum(data["images"].shape[0] for data in batch.values()) * self.world_size
-        self.step_seconds = time.perf_counter() - start
+        self._data_seconds += time.perf_counter() - start
+        return batch
 
-    def _rank_average(self, losses):
-        """{name: float}: each loss averaged over ranks, plus `total_loss`."""
-        values = paddle.stack([loss.detach().astype("float32").reshape([]) for loss in losses.values()])
+    def forward_losses(self, batch):
+        """{(task, name): scalar Tensor}: the criterion's losses on the model's outputs for `batch`, plus every
+        `outputs[task]["losses"]` entry the model computed itself."""
+        with paddle.amp.auto_cast(enable=self.amp_dtype is not None, dtype=self.amp_dtype or "float16"):
+            outputs = self.model(batch)
+            losses = dict(self.criterion(outputs, batch))
+        for task, task_outputs in outputs.items():
+            extra = task_outputs.get("losses", {}) if isinstance(task_outputs, dict) else {}
+            for name, value in extra.items():
+                if (task, name) in losses:
+                    raise KeyError(f"task {task}: the model returns a loss '{name}' that the criterion also computes")
+                losses[(task, name)] = value
+        return losses
+
+    def check_losses(self, losses):
+        """Average the losses over ranks (a collective call) and raise NonFiniteLossError when one is not finite
+        on any rank; returns {(task, name): float}."""
+        keys = list(losses)
+        values = paddle.stack([losses[key].detach().astype("float32").reshape([]) for key in keys])
         if self.world_size > 1:
             dist.all_reduce(values)
             values = values / self.world_size
-        averaged = dict(zip(losses, values.numpy().tolist()))
-        averaged["total_loss"] = sum(averaged.values())
-        return averaged
-
-    def _check_finite(self):
-        bad = [name for name, value in self.losses.items() if name != "total_loss" and not math.isfinite(value)]
+        averaged = dict(zip(keys, values.numpy().tolist()))
+        bad = [key for key, value in averaged.items() if not math.isfinite(value)]
         if bad:
-            tasks = sorted({name.rsplit("_loss_", 1)[0] for name in bad})
-            values = ", ".join(f"{name}={self.losses[name]}" for name in bad)
+            tasks = sorted({task for task, _ in bad})
+            values = ", ".join(f"{task}_{name}={averaged[(task, name)]}" for task, name in bad)
             raise NonFiniteLossError(f"non-finite loss at iteration {self.iter}: task(s) {tasks} ({values}); the model "
                                      f"was not updated with it")
+        return averaged
 
+    def backward(self, losses, weight=1.0):
+        """Backward of `weight` x the sum of `losses` (scaled for float16), accumulating into the gradients."""
+        total = paddle.add_n(list(losses.values()))
+        if weight != 1.0:
+            total = total * weight
+        if self.scaler is not None:
+            total = self.scaler.scale(total)
+        total.backward()
+
+    def update(self):
+        """One optimizer step on the accumulated gradients (skipped by the scaler on an overflow), then clear them."""
+        self.lr = self.optimizer.get_lr()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer, self.module.parameters())
+            self.storage.put_scalar("loss_scale", self.scaler.scale_value)
+        else:
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        self.storage.put_scalar("lr", self.lr)
+
+    def record_losses(self, averaged, images):
+        """Publish a step's rank-averaged losses (from `check_losses`) and its global image count."""
+        self.losses = dict(averaged)
+        self.total_loss = sum(averaged.values())
+        self.storage.put_scalars(**{f"{task}_{name}": value for (task, name), value in averaged.items()})
+        self.storage.put_scalars(total_loss=self.total_loss, images=images * self.world_size)
+
+    # ---- checkpoints ----
     def state_dict(self, next_iter):
         """Everything a resumed run needs (see checkpointer.py), to continue at `next_iter`. A collective call:
-        every rank must call it, because the data-loader and RNG states of all ranks are stored."""
+        every rank must call it, because the data-loader, RNG and step states of all ranks are stored."""
         return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "lr_scheduler": self.scheduler.state_dict(), "iteration": next_iter,
                 "data": pack(self._gather(self.data_loader.state_dict())),
-                "rng": pack(self._gather(capture_rng_state()))}
+                "rng": pack(self._gather(capture_rng_state())),
+                "step": pack(self._gather(self.step.state_dict())),
+                "scaler": pack(self.scaler.state_dict() if self.scaler is not None else None)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, source="the checkpoint"):
         """Restore a `load_training_state` dict: the run continues at `state['iteration']`."""
         saved_world = len(state["rng"])
         if saved_world != self.world_size:
-            raise ValueError(f"the checkpoint was written by {saved_world} rank(s) but this run has "
-                             f"{self.world_size}: resume with the same number of processes")
+            raise ResumeError(f"{source} was written by {saved_world} process(es) but this run has "
+                              f"{self.world_size}: resume with the same number of processes")
         rank = dist.get_rank()
         self.module.set_state_dict(state["model"])
         self.optimizer.set_state_dict(state["optimizer"])
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.data_loader.set_state_dict(state["data"][rank])
         restore_rng_state(state["rng"][rank])
+        if state.get("step") is not None:
+            self.step.set_state_dict(state["step"][rank])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.set_state_dict(state["scaler"])
         self.iter = int(state["iteration"])
+        self._batches = iter(self.data_loader)
 
     def _gather(self, obj):
         """[obj of rank 0, obj of rank 1, ...]."""
@@ -149,3 +241,8 @@ class Trainer:
         gathered = []
         dist.all_gather_object(gathered, obj)
         return gathered
+
+    def close(self):
+        close = getattr(self.data_loader, "close", None)
+        if close is not None:
+            close()

@@ -1,4 +1,4 @@
-"""Fixtures of the engine tests: the miniature data tree and a tiny training config."""
+"""Fixtures of the engine tests: a tiny training config (the miniature data tree is tests/conftest.py's mini_root)."""
 import pytest
 
 from engine_tools import ROOT
@@ -14,15 +14,8 @@ Model:
     task3: {{feat_dim: 32}}
     task4: {{feat_dim: 32}}
 Train: {{max_iter: 8, checkpoint_period: 4, log_period: 4}}
-Optimizer: {{lr: {{warmup_iters: 2}}}}
+Optimizer: {{lr: {{warmup_fraction: 0.25}}}}
 """
-
-
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    from allinone.data.mini import make_mini_datasets
-
-    return make_mini_datasets(str(tmp_path_factory.mktemp("mini_datasets")))
 
 
 @pytest.fixture(scope="session")

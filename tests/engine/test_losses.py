@@ -79,7 +79,7 @@ def test_triplet_gradient_is_finite_in_the_overflow_fallback():
 
 
 def test_multi_task_loss_names_terms_per_task_and_scales_them():
-    cfg = Config({"face": [{"name": "CrossEntropyLoss", "scale": 2.0}],
+    cfg = Config({"face": [{"name": "CrossEntropyLoss", "scale": 2.0}, {"name": "TripletLoss", "scale": 0.25}],
                   "person": [{"name": "CrossEntropyLoss"}, {"name": "TripletLoss", "margin": 0.0}]})
     loss_fn = MultiTaskLoss(cfg, ["face", "person"])
     logits = paddle.to_tensor(RNG.normal(size=(4, 3)).astype("float32"))
@@ -88,8 +88,18 @@ def test_multi_task_loss_names_terms_per_task_and_scales_them():
     outputs = {task: {"logits": logits, "features": features} for task in ("face", "person")}
     batch = {task: {"targets": targets} for task in ("face", "person")}
     losses = loss_fn(outputs, batch)
-    assert sorted(losses) == ["face_loss_cls", "person_loss_cls", "person_loss_triplet"]
-    assert losses["face_loss_cls"].item() == pytest.approx(2 * losses["person_loss_cls"].item(), rel=1e-6)
+    assert sorted(losses) == [("face", "loss_cls"), ("face", "loss_triplet"), ("person", "loss_cls"),
+                              ("person", "loss_triplet")]
+    assert losses[("face", "loss_cls")].item() == pytest.approx(2 * losses[("person", "loss_cls")].item(), rel=1e-6)
+    assert losses[("face", "loss_triplet")].item() == pytest.approx(0.25 * losses[("person", "loss_triplet")].item(),
+                                                                  rel=1e-6)
+    assert losses[("person", "loss_triplet")].item() > 0.1
+
+
+def test_two_losses_with_one_name_in_a_task_are_refused():
+    with pytest.raises(ConfigError, match=r"Loss.face has two losses named \['loss_cls'\]"):
+        MultiTaskLoss(Config({"face": [{"name": "CrossEntropyLoss"}, {"name": "CrossEntropyLoss", "eps": 0.1}]}),
+                      ["face"])
 
 
 def test_multi_task_loss_rejects_a_task_without_losses():

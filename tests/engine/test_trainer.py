@@ -37,8 +37,8 @@ def test_heterogeneous_mode_trains_every_task_each_iteration_through_one_backbon
     trainer.register_hooks([recorder])
     trainer.module.backbone.register_forward_pre_hook(lambda layer, inputs: backbone_batches.append(inputs[0].shape[0]))
     trainer.train()
-    every_task = sorted([f"task{k}_loss_cls" for k in (1, 2, 3, 4)] + [f"task{k}_loss_triplet" for k in (2, 3, 4)]
-                        + ["total_loss"])
+    every_task = sorted([(f"task{k}", "loss_cls") for k in (1, 2, 3, 4)]
+                        + [(f"task{k}", "loss_triplet") for k in (2, 3, 4)])
     assert recorder.steps == [every_task, every_task]
     assert backbone_batches == [64, 64]  # 4 tasks x 16 images in a single pass per iteration
 
@@ -48,7 +48,7 @@ def test_homogeneous_mode_trains_one_task_per_iteration_in_turn(trainer_for):
     recorder = RecordLosses()
     trainer.register_hooks([recorder])
     trainer.train()
-    tasks = [sorted({name.split("_loss")[0] for name in step} - {"total"}) for step in recorder.steps]
+    tasks = [sorted({task for task, _ in step}) for step in recorder.steps]
     assert tasks == [["task1"], ["task2"], ["task3"], ["task4"], ["task1"]]
 
 
@@ -57,7 +57,7 @@ def test_the_model_part_of_a_training_checkpoint_loads_strictly_into_the_evaluat
     trainer.train()
     path = tmp_path / "out" / "model_final.pdparams"
     state = paddle.load(str(path))
-    assert {"model", "optimizer", "lr_scheduler", "iteration", "data", "rng"} <= set(state)
+    assert {"model", "optimizer", "lr_scheduler", "iteration", "data", "rng", "step", "scaler"} <= set(state)
     assert int(state["iteration"]) == 2
     eval_cfg = load_config(cfg.source)  # heads without classifiers, as evaluation_script.py builds them
     report = load_checkpoint(build_model(eval_cfg), str(path))
@@ -87,37 +87,9 @@ def test_log_lines_and_visualdl_scalars_report_losses_lr_speed_eta_and_memory(tr
     vdl = tmp_path / "out" / "vdl"
     reader = LogReader(file_path=str(vdl / os.listdir(vdl)[0]))
     tags = reader.get_tags()["scalar"]
-    assert {"train/total_loss", "train/lr", "train/images_per_second", "train/max_mem_mb"} <= set(tags)
-    assert [record.id for record in reader.get_data("scalar", "train/lr")] == [2, 4]
+    assert {"train/total_loss", "train/task1_loss_cls", "train/lr", "train/images_per_second",
+            "train/max_mem_mb"} <= set(tags)
+    assert [record.id for record in reader.get_data("scalar", "train/lr")] == [1, 2, 3, 4]
+    assert [record.id for record in reader.get_data("scalar", "train/images_per_second")] == [2, 4]
 
 
-@pytest.mark.parametrize("amp_dtype", ["float16", "bfloat16"])
-def test_mixed_precision_steps_update_the_parameters_with_finite_values(tiny_config, amp_dtype):
-    """The AMP step (auto_cast, GradScaler scale/step/update) is wired right. On CPU paddle turns both into no-ops
-    (configs allow AMP on GPUs only), so this checks the calls, not the numerics of mixed precision."""
-    import itertools
-
-    import numpy as np
-
-    from allinone.engine.losses import MultiTaskLoss
-    from allinone.engine.solver import build_lr_scheduler, build_optimizer
-    from allinone.engine.trainer import Trainer
-
-    cfg = load_config(tiny_config, ["Optimizer.lr.warmup_iters=0"])
-    for head in cfg.Model.heads.values():
-        head.num_classes = 8
-    paddle.seed(0)
-    model = build_model(cfg)
-    rng = np.random.RandomState(0)
-    batch = {task: {"images": paddle.to_tensor(rng.uniform(-1, 1, [8, 3, 32, 32]).astype("float32")),
-                    "targets": paddle.to_tensor(np.repeat([1, 5], 4))} for task in ("task1", "task2")}
-    scheduler = build_lr_scheduler(cfg.Optimizer.lr, 10)
-    trainer = Trainer(model, MultiTaskLoss({"task1": cfg.Loss.task1, "task2": cfg.Loss.task2}, ["task1", "task2"]),
-                      build_optimizer(cfg.Optimizer, model, scheduler), scheduler, itertools.repeat(batch), 10,
-                      amp_dtype=amp_dtype)
-    before = model.backbone.blocks[0].attn.qkv.weight.numpy().copy()
-    model.train()
-    trainer.run_step()
-    after = model.backbone.blocks[0].attn.qkv.weight.numpy()
-    assert np.isfinite(after).all() and not np.array_equal(after, before)
-    assert np.isfinite(trainer.losses["total_loss"])
