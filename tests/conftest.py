@@ -1,11 +1,23 @@
 import os
+import sys
 
 import pytest
 
-SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "spec")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC_DIR = os.path.join(ROOT, "tests", "fixtures", "spec")
+sys.path.insert(0, os.path.join(ROOT, "tools"))  # tools/mini_datasets.py, the miniature-data generator
 
 
 @pytest.fixture(scope="session")
 def spec_dir():
     """The parity reference data made with the original code (tests/fixtures/spec, see its README)."""
     return SPEC_DIR
+
+
+@pytest.fixture(scope="session")
+def mini_root(tmp_path_factory):
+    """The miniature tree of every layout (tools/mini_datasets.py, seed 0), generated once per test session;
+    read-only for tests (copy what a test breaks)."""
+    from mini_datasets import make_mini_datasets
+
+    return make_mini_datasets(str(tmp_path_factory.mktemp("mini_datasets")))

@@ -18,7 +18,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]  # the checkout's allinone, and mini_datasets next to this file
 
 from allinone.utils.env import configure_threads  # noqa: E402
 
@@ -85,7 +85,7 @@ def main(argv=None):
     start = time.time()
 
     print(f"1/4 miniature data tree -> {data_root}", flush=True)
-    from allinone.data.mini import make_mini_datasets
+    from mini_datasets import make_mini_datasets
 
     shutil.rmtree(data_root, ignore_errors=True)
     make_mini_datasets(data_root, **DEMO_TREE)

@@ -4,18 +4,21 @@
     FASTREID_DATASETS=OUT python tools/...   # then any reader or tool runs on it
 
 `--scale 6 --hard` writes the demo's tree: 6x the identities and face pairs, painted so that colour alone does not
-match identities. Importable as `allinone.data.mini.make_mini_datasets(out_dir, seed=0, scale=1, hard=False)`.
+match identities. The generator is `tools/mini_datasets.py`: `make_mini_datasets(out_dir, seed=0, scale=1, hard=False)`.
 """
 import argparse
 import os
 import sys
 import time
 
-from allinone.utils.env import configure_threads
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(TOOLS), TOOLS]  # the checkout's allinone, and mini_datasets next to this file
+
+from allinone.utils.env import configure_threads  # noqa: E402
 
 configure_threads()
 
-from allinone.data.mini import MAX_SCALE, make_mini_datasets  # noqa: E402
+from mini_datasets import MAX_SCALE, make_mini_datasets  # noqa: E402
 
 
 def main(argv=None):

@@ -6,6 +6,10 @@ features the readers must handle: cameras, Market's junk (-1) and distractor (0)
 face file lists plus insightface `.bin` files, and a small insightface `train.rec` / `train.idx`.
 `scale` multiplies the identity counts and face pairs (test ids start after the training ids); `hard=True` paints
 identities that colour alone does not tell apart (the demo's tree, where training has something to learn).
+
+Kept next to the tools, not in the `allinone` package: it makes test data and is no part of training or evaluation.
+`tools/make_mini_datasets.py` and `tools/demo.py` import it from their own folder; the tests put `tools/` on
+`sys.path` (tests/conftest.py).
 """
 import io
 import os
@@ -14,8 +18,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from .datasets.faces import write_verification_bin
-from .recordio import write_labelled_images
+from allinone.data.datasets.faces import write_verification_bin
+from allinone.data.recordio import write_labelled_images
 
 FACE_SETS = ("calfw", "cplfw", "lfw", "cfp_ff", "cfp_fp", "agedb_30", "vgg2_fp")
 FACE_PAIRS = 40          # 4 pairs per fold of the 10-fold protocol (times `scale`)

@@ -5,21 +5,26 @@ from typing import NamedTuple
 import numpy as np
 import paddle
 
-from ..registry import DATASETS, SAMPLERS
+from ..registry import SAMPLERS, TRAIN_DATASETS
 from ..utils.env import get_rank, get_world_size
-from .common import TestImageDataset, TrainImageDataset, collate, raise_sample_errors
+from .common import TestImageDataset, collate, collate_with_errors, raise_sample_errors
 from .samplers import InferenceSampler, RankBatches, restore_order
-from .transforms import TestTransform, build_train_transform, global_rngs_restored
+from .transforms import TestTransform, global_rngs_restored
 
 logger = logging.getLogger(__name__)
 
 MODES = ("heterogeneous", "homogeneous")
 
 
-class TaskLoader(NamedTuple):
-    """What the multi-task loader keeps per task."""
+LOADER_KEYS = ("type", "batch_size", "sampler", "num_workers")  # the rest of a task's spec goes to its dataset type
+DEFAULT_TYPE = "TrainImageDataset"
 
-    dataset: TrainImageDataset
+
+class TaskLoader(NamedTuple):
+    """What the multi-task loader keeps per task: a training dataset (see `build_train_loader` for its protocol),
+    this rank's batches of (index, seed) pairs and the number of worker processes."""
+
+    dataset: paddle.io.Dataset
     batches: RankBatches
     num_workers: int
 
@@ -74,25 +79,29 @@ def gather_in_order(values, indices, num_items):
 
 
 def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=None, rank=None, world_size=None):
-    """A `MultiTaskTrainLoader` from a mapping task -> {datasets, batch_size, sampler, transform[, num_workers]}.
+    """A `MultiTaskTrainLoader` from a mapping task -> {type, batch_size, sampler, num_workers, **dataset args}.
 
-    `datasets` are registry names or `{"name": ..., **args}`; their `train` splits merge into one label space per
-    task. `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); task k
-    shuffles with its own RNG seeded `seed + k`, and augments each sample from a seed of (`seed`, k, the sample's
-    position in the task's stream), see `RankBatches`.
+    `type` names a TRAIN_DATASETS class (default TrainImageDataset: `datasets` and `transform`, identity-labelled
+    images); it is built with `from_config(task, root, **dataset args)`. Any class works that has `__len__`,
+    `__getitem__((index, seed))` returning a sample dict (all its randomness drawn from `seed`), `targets` (one label
+    per item, for the samplers), `num_classes`, and optionally `collate(samples)` (default: `common.collate`, which
+    stacks arrays; a detection set keeps ragged boxes as lists). `batch_size` is the task's global batch; `sampler` a
+    SAMPLERS entry (default TrainingSampler); task k shuffles with its own RNG seeded `seed + k`, and augments each
+    sample from a seed of (`seed`, k, the sample's position in the task's stream), see `RankBatches`.
     """
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
     loaders = {}
     for position, (task, spec) in enumerate(tasks.items()):
-        unknown = set(spec) - {"datasets", "batch_size", "sampler", "transform", "num_workers"}
-        if unknown or "datasets" not in spec or "batch_size" not in spec:
-            raise KeyError(f"train task '{task}': needs 'datasets' and 'batch_size' (optional 'sampler', 'transform', "
-                           f"'num_workers'); got keys {sorted(spec)}")
-        sets = [DATASETS.build({"root": root, **({"name": entry} if isinstance(entry, str) else entry)})
-                for entry in spec["datasets"]]
-        dataset = TrainImageDataset([(s.dataset_name, s.train) for s in sets],
-                                    build_train_transform(spec.get("transform", {})), task)
+        if "batch_size" not in spec:
+            raise KeyError(f"train task '{task}': needs 'batch_size' (and the arguments of its dataset type); got keys "
+                           f"{sorted(spec)}")
+        kind = TRAIN_DATASETS.get(spec.get("type", DEFAULT_TYPE))
+        try:
+            dataset = kind.from_config(task, root, **{key: value for key, value in spec.items()
+                                                      if key not in LOADER_KEYS})
+        except TypeError as err:
+            raise KeyError(f"train task '{task}' ({kind.__name__}): {err}; loader keys: {list(LOADER_KEYS)}") from None
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
                                  batch_size=int(spec["batch_size"]), world_size=world_size, seed=seed + position)
         batches = RankBatches(sampler, rank, world_size, seed=seed, task=position)
@@ -104,9 +113,10 @@ class MultiTaskTrainLoader:
     """Infinite iterator of `{task: batch}`: every task each iteration ('heterogeneous', the published recipe), or
     one task per iteration in round robin ('homogeneous', the published ablation).
 
-    A batch is `{"images", "targets", "camids", "task", "dataset_name"}`. `state_dict()` / `set_state_dict()` hold the
-    iteration count and each task's sampler state, so a resumed run sees the batches it would have seen, augmented
-    the same to the bit. Loading leaves Python's and NumPy's global generators as they were.
+    A batch is what the task's dataset collates; for TrainImageDataset `{"images", "targets", "camids", "task",
+    "dataset_name"}`. `state_dict()` / `set_state_dict()` hold the iteration count and each task's sampler state, so
+    a resumed run sees the batches it would have seen, augmented the same to the bit. Loading leaves Python's and
+    NumPy's global generators as they were. `close()` (or `with loader:`) stops the worker processes.
     """
 
     def __init__(self, loaders, mode="heterogeneous"):
@@ -142,11 +152,12 @@ class MultiTaskTrainLoader:
         loader = self.loaders[task]
         if task not in self.iterators:
             with global_rngs_restored():  # Paddle draws its workers' base seed from NumPy's generator
+                collate_fn = collate_with_errors(getattr(loader.dataset, "collate", collate))
                 self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
-                                                                 collate_fn=collate, num_workers=loader.num_workers))
+                                                                 collate_fn=collate_fn, num_workers=loader.num_workers))
         batch = raise_sample_errors(next(self.iterators[task]))
         loader.batches.consumed()
-        skipped = int(batch.pop("skipped").sum())
+        skipped = int(np.asarray(batch.pop("skipped", 0)).sum())
         if skipped:
             self.skipped[task] += skipped
             logger.warning("task %s: %d unreadable training image(s) skipped so far", task, self.skipped[task])
@@ -160,7 +171,22 @@ class MultiTaskTrainLoader:
         if sorted(state["tasks"]) != sorted(self.loaders) or state["mode"] != self.mode:
             raise ValueError(f"loader state is for tasks {sorted(state['tasks'])} in mode {state['mode']!r}; this "
                              f"loader has tasks {sorted(self.loaders)} in mode {self.mode!r}")
-        self.iterators = {}  # drop read-ahead batches; workers restart from the restored samplers
+        self.close()  # drop read-ahead batches; workers restart from the restored samplers
         for task, loader in self.loaders.items():
             loader.batches.set_state_dict(state["tasks"][task])
         self.iteration = int(state["iteration"])
+
+    def close(self):
+        """Stop every task's worker processes now (rather than whenever the garbage collector gets to them, which
+        at interpreter exit makes Paddle report "DataLoader workers exit unexpectedly")."""
+        for iterator in self.iterators.values():
+            shutdown = getattr(iterator, "_try_shutdown_all", None)  # what the iterator's own __del__ calls
+            if shutdown is not None:
+                shutdown()
+        self.iterators = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

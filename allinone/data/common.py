@@ -13,6 +13,7 @@ import traceback
 import numpy as np
 import paddle
 
+from ..registry import DATASETS, TRAIN_DATASETS
 from .io import ImageReadError, image_name, read_image
 from .transforms import seeded_global_rngs
 
@@ -60,6 +61,7 @@ class TestImageDataset(paddle.io.Dataset):
         return {"images": self.transform(read_image(self.sources[index])), "index": np.int64(index)}
 
 
+@TRAIN_DATASETS.register()
 class TrainImageDataset(paddle.io.Dataset):
     """The training images of one task, gathered from one or more data sets.
 
@@ -87,6 +89,16 @@ class TrainImageDataset(paddle.io.Dataset):
         self.camids = np.array([self.cam_labels[f"{name}_{cam}"] for name, items in datasets
                                 for _, _, cam in items], dtype=np.int64)
         self.dataset_ids = np.repeat(np.arange(len(datasets), dtype=np.int32), [len(items) for _, items in datasets])
+
+    @classmethod
+    def from_config(cls, task, root, datasets, transform=None):
+        """The task spec's `datasets` (DATASETS names or `{name: ..., **args}`; their `train` splits merge) and
+        `transform` (build_train_transform arguments)."""
+        from .transforms import build_train_transform
+
+        sets = [DATASETS.build({"root": root, **({"name": entry} if isinstance(entry, str) else entry)})
+                for entry in datasets]
+        return cls([(s.dataset_name, s.train) for s in sets], build_train_transform(transform or {}), task)
 
     @property
     def num_classes(self):
@@ -121,6 +133,19 @@ class TrainImageDataset(paddle.io.Dataset):
 def label_index(name_and_ids):
     """{"<dataset_name>_<id>": position among the sorted labels}: the original's merged, lexicographic label space."""
     return {label: i for i, label in enumerate(sorted({f"{name}_{value}" for name, value in name_and_ids}))}
+
+
+def collate_with_errors(collate_fn):
+    """`collate_fn` for batches without failed samples; a batch with one becomes their errors (see the module doc),
+    so a dataset's own collate never sees an error sample."""
+
+    @functools.wraps(collate_fn)
+    def wrapper(samples):
+        if any(isinstance(sample, dict) and "error" in sample for sample in samples):
+            return collate(samples)
+        return collate_fn(samples)
+
+    return wrapper
 
 
 def collate(samples):

@@ -3,14 +3,6 @@ import shutil
 
 import pytest
 
-from allinone.data.mini import make_mini_datasets
-
-
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The miniature tree of every layout, generated once per test session (read-only for tests)."""
-    return make_mini_datasets(str(tmp_path_factory.mktemp("mini_datasets")))
-
 
 @pytest.fixture
 def copy_of(mini_root, tmp_path):
@@ -22,3 +14,19 @@ def copy_of(mini_root, tmp_path):
         return str(tmp_path)
 
     return copy
+
+
+@pytest.fixture
+def train_loader():
+    """build_train_loader(...) whose loaders are closed after the test (their worker processes stopped)."""
+    from allinone.data import build_train_loader
+
+    opened = []
+
+    def build(*args, **kwargs):
+        opened.append(build_train_loader(*args, **kwargs))
+        return opened[-1]
+
+    yield build
+    for loader in opened:
+        loader.close()

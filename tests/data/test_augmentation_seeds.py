@@ -24,9 +24,21 @@ def tasks(**augment):
                        "sampler": {"name": "IdentitySampler", "num_instances": 2}}}
 
 
+OPENED = []
+
+
+@pytest.fixture(autouse=True)
+def close_loaders():
+    """Stop the workers of every loader a test opened."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def loader(mini_root, seed=3, num_workers=0, **augment):
-    return build_train_loader(tasks(**augment), root=mini_root, seed=seed, num_workers=num_workers, rank=0,
-                              world_size=1)
+    OPENED.append(build_train_loader(tasks(**augment), root=mini_root, seed=seed, num_workers=num_workers, rank=0,
+                                     world_size=1))
+    return OPENED[-1]
 
 
 def images(batches):

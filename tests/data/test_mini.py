@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from allinone.data import read_image
-from allinone.data.mini import make_mini_datasets
 from allinone.registry import DATASETS
+from mini_datasets import make_mini_datasets
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "make_mini_datasets.py")
 

@@ -37,15 +37,6 @@ def tiny_weights(spec_reference):
 
 
 @pytest.fixture(scope="module")
-def mini_root(tmp_path_factory):
-    from allinone.data.mini import make_mini_datasets
-
-    root = tmp_path_factory.mktemp("mini_datasets")
-    make_mini_datasets(str(root), seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
 def full_run(mini_root, tiny_weights, tmp_path_factory):
     output = tmp_path_factory.mktemp("eval") / "metrics.json"
     done = run_script(mini_root, "--model_path", tiny_weights, "--output", str(output))

@@ -15,15 +15,6 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 @pytest.fixture(scope="module")
-def mini_root(tmp_path_factory):
-    from allinone.data.mini import make_mini_datasets
-
-    root = tmp_path_factory.mktemp("mini_datasets")
-    make_mini_datasets(str(root), seed=0)
-    return str(root)
-
-
-@pytest.fixture(scope="module")
 def feature_of(mini_root):
     """{image path: feature}: a direction per vehicle plus strong noise, so that the draws give different metrics."""
     rng = np.random.default_rng(0)
