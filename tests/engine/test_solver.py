@@ -1,10 +1,11 @@
-"""LR schedule values (spec oneforall.md 3.3) and one optimizer step against the update rule written out by hand."""
+"""LR schedule values (the released recipe's), warm-up as a fraction, one optimizer step against the update rule
+written out by hand, the optimizer registry (AdamW) and parameter groups by name pattern."""
 import numpy as np
 import paddle
 import pytest
 
 from allinone.config import Config, ConfigError
-from allinone.engine.solver import build_lr_scheduler, build_optimizer, lr_multipliers
+from allinone.engine.solver import build_lr_scheduler, build_optimizer, lr_multipliers, warmup_length
 from allinone.modeling import MultiTaskModel
 from allinone.modeling.heads import EmbeddingHead
 
@@ -115,3 +116,84 @@ def test_an_unknown_optimizer_key_is_an_error():
     cfg = Config({**OPT.to_dict(), "nesterov": True})
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nesterov'\] in section 'Optimizer'"):
         build_optimizer(cfg, tiny_model(), build_lr_scheduler(OPT.lr, 10))
+
+
+def test_warmup_given_as_a_fraction_scales_with_max_iter():
+    lr = Config({"base_lr": 0.1, "warmup_fraction": 0.1, "eta_min": 0.0})
+    assert warmup_length(lr, 3000) == 300 and warmup_length(lr, 100) == 10
+    assert lr_at(build_lr_scheduler(lr, max_iter=100), 5) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("lr, message", [
+    ({"warmup_iters": 300}, r"warmup_iters must be an integer in \[0, Train.max_iter=100\], got 300"),
+    ({"warmup_iters": 2.5}, r"warmup_iters must be an integer .* got 2.5"),
+    ({"warmup_fraction": 1.5}, r"warmup_fraction must be a number in \[0, 1\], got 1.5"),
+    ({"warmup_iters": 10, "warmup_fraction": 0.1}, r"give warmup_iters \(10\) or warmup_fraction \(0.1\), not both"),
+])
+def test_a_warmup_that_does_not_fit_the_run_is_an_error_naming_the_key(lr, message):
+    with pytest.raises(ConfigError, match=message):
+        build_lr_scheduler(Config({"base_lr": 0.1, "eta_min": 0.0, **lr}), max_iter=100)
+
+
+def adamw_config(**extra):
+    return Config({"name": "AdamW", "beta1": 0.9, "beta2": 0.99, "epsilon": 1e-8, "weight_decay": 0.05,
+                   "grad_clip_norm": None, "bias_lr_factor": 1.0, "head_lr_scale": {},
+                   "lr": {"base_lr": 0.01, "warmup_iters": 0, "eta_min": 0.01}, **extra})
+
+
+def one_step(model, optimizer):
+    x = paddle.to_tensor(np.random.default_rng(0).normal(size=(4, 2)).astype("float32"))
+    y = paddle.to_tensor(np.array([0, 1, 1, 0]))
+    outputs = model({"a": {"images": x, "targets": y}, "b": {"images": x, "targets": y}})
+    sum(paddle.nn.functional.cross_entropy(o["logits"], y) for o in outputs.values()).backward()
+    grads = {name: p.grad.numpy().astype("float64") for name, p in model.named_parameters() if p.grad is not None}
+    optimizer.step()
+    optimizer.clear_grad()
+    return grads
+
+
+def test_adamw_first_step_is_the_decoupled_update_with_each_groups_lr_and_weight_decay():
+    """Step 1 of AdamW: w' = w (1 - lr wd) - lr m_hat / (sqrt(v_hat) + eps) with m_hat / sqrt(v_hat) = sign(g)
+    (|g| >> eps); `heads.b.` parameters are a group at lr x 0.5 without weight decay, `norm` ones are frozen."""
+    model = tiny_model()
+    model.train()
+    cfg = adamw_config(param_groups=[{"pattern": r"^heads\.b\.", "lr_mult": 0.5, "weight_decay": 0.0},
+                                     {"pattern": r"\.norm\.", "lr_mult": 0.0}])
+    scheduler = build_lr_scheduler(cfg.lr, max_iter=10)
+    optimizer = build_optimizer(cfg, model, scheduler)
+    assert isinstance(optimizer, paddle.optimizer.AdamW)
+    before = {name: p.numpy().astype("float64") for name, p in model.named_parameters()}
+    grads = one_step(model, optimizer)
+    for name, param in model.named_parameters():
+        if name.startswith("backbone.norm."):
+            assert param.stop_gradient and name not in grads
+            np.testing.assert_array_equal(param.numpy(), before[name], err_msg=name)
+            continue
+        if name not in grads:
+            continue
+        in_b = name.startswith("heads.b.")
+        lr, decay = 0.01 * (0.5 if in_b else 1.0), 0.0 if in_b else 0.05
+        grad = grads[name]
+        expected = before[name] * (1 - lr * decay) - lr * grad / (np.abs(grad) + 1e-8)
+        np.testing.assert_allclose(param.numpy(), expected, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_param_group_pattern_that_matches_nothing_or_an_option_of_another_optimizer_is_an_error():
+    scheduler = build_lr_scheduler(OPT.lr, 10)
+    with pytest.raises(ConfigError, match=r"pattern\(s\) \['experts'\] match no parameter"):
+        build_optimizer(Config({**OPT.to_dict(), "param_groups": [{"pattern": "experts", "lr_mult": 2.0}]}),
+                        tiny_model(), scheduler)
+    with pytest.raises(ConfigError, match=r"Momentum, which takes no \['beta1'\]"):
+        build_optimizer(Config({**OPT.to_dict(), "beta1": 0.9}), tiny_model(), scheduler)
+    with pytest.raises(ConfigError, match=r"Optimizer.name must be one of \['AdamW', 'Momentum'\], got 'Adam'"):
+        build_optimizer(Config({**OPT.to_dict(), "name": "Adam"}), tiny_model(), scheduler)
+
+
+def test_a_momentum_param_group_changes_the_lr_multiplier_of_the_parameters_it_matches():
+    model = tiny_model()
+    cfg = Config({**OPT.to_dict(), "param_groups": [{"pattern": r"^backbone\.fc\.weight$", "lr_mult": 0.1}]})
+    optimizer = build_optimizer(cfg, model, build_lr_scheduler(OPT.lr, 10))
+    params = dict(model.named_parameters())
+    assert params["backbone.fc.weight"].optimize_attr["learning_rate"] == pytest.approx(0.1)
+    assert params["backbone.fc.bias"].optimize_attr["learning_rate"] == pytest.approx(2.0)
+    assert optimizer is not None

@@ -52,3 +52,23 @@ def test_two_tasks_training_one_head_is_an_error():
     cfg.Model.task_to_head = {"task2": "task3"}
     with pytest.raises(ConfigError, match="tasks 'task2' and 'task3' both train head 'task3'"):
         size_heads(cfg, {"task2": 16, "task3": 15})
+
+
+def test_shortening_the_demo_run_from_the_command_line_keeps_a_valid_warmup():
+    from allinone.engine.solver import build_lr_scheduler
+
+    cfg = load_config(f"{ROOT}/configs/allinone/tiny_demo.yaml", ["Train.max_iter=100"])
+    check_training_config(cfg)
+    assert build_lr_scheduler(cfg.Optimizer.lr, cfg.Train.max_iter).warmup_iters == 10
+
+
+@pytest.mark.parametrize("override, message", [
+    ("Train.max_iter=10.5", r"Train.max_iter in .* must be an integer >= 1, got 10.5"),
+    ("Train.max_iter=0", r"Train.max_iter in .* must be an integer >= 1, got 0"),
+    ("Train.checkpoint_period=-1", r"Train.checkpoint_period in .* must be an integer >= 0, got -1"),
+    ("Train.log_period=2.0", r"Train.log_period in .* must be an integer >= 1, got 2.0"),
+    ("Train.step.name=Sandwich", r"Train.step in .* must be \{name: one of \['SandwichStep', 'SimpleStep'\]"),
+])
+def test_a_train_number_or_step_that_is_not_what_the_key_takes_is_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        check_training_config(load_config(f"{ROOT}/configs/allinone/tiny_demo.yaml", [override]))
