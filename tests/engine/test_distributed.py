@@ -1,10 +1,13 @@
-"""Data parallel over real processes: `scripts/train.sh` with NPROC=2 CPU processes (gloo) against one process."""
+"""Data parallel over real processes: `scripts/train.sh` with NPROC=2 CPU processes (gloo) against one process, the
+rank-averaged losses and the shared stop on a non-finite loss, and a resume with another process count."""
+import json
 import os
 import subprocess
 
 import numpy as np
+import pytest
 
-from engine_tools import ROOT, model_state, run_train, tool_env
+from engine_tools import PYTHON, ROOT, model_state, run_train, tool_env
 
 # What makes the 1- and 2-process runs comparable: each rank's loss is a mean over its half of the same global batch,
 # so DataParallel's gradient average equals the 1-process gradient of the mean over the whole batch. That holds for
@@ -66,3 +69,39 @@ def test_two_cpu_processes_reach_the_parameters_of_one_process_with_the_same_glo
     assert sorted(one) == sorted(two)
     for key in one:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_ranks_log_the_average_of_their_losses_and_a_non_finite_loss_on_one_rank_stops_both(tmp_path, mini_root):
+    """Rank 1's batch at iteration 3 holds a NaN: both ranks must stop there with the error (a rank that went on
+    would hang in the next step's collective; the timeout turns that into a failure)."""
+    worker = os.path.join(ROOT, "tests", "engine", "rank_losses_worker.py")
+    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", str(tmp_path / "launch_log"), worker, str(tmp_path), "3"],
+                            cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    for r in ranks:
+        assert r["error"] and r["error"].startswith("non-finite loss at iteration 3: task(s) ['a']"), r["error"]
+        assert len(r["logged"]) == 3  # iterations 0, 1, 2 finished
+    for it in range(3):
+        local = [r["local"][it]["a/loss_cls"] for r in ranks]
+        assert local[0] != pytest.approx(local[1])  # the ranks saw different data
+        for r in ranks:
+            assert r["logged"][it]["a/loss_cls"] == pytest.approx(sum(local) / 2, rel=1e-6)
+
+
+def test_resuming_a_two_process_checkpoint_with_one_process_is_one_error_line(tmp_path, mini_root):
+    config = tmp_path / "ddp.yaml"
+    config.write_text(COMPARABLE_YAML)
+    env = dict(tool_env(mini_root), NPROC="2", LOG_DIR=str(tmp_path / "launch_log"))
+    double = subprocess.run(["sh", os.path.join(ROOT, "scripts", "train.sh"), str(config), "-o", "Train.max_iter=2",
+                             "-o", f"Global.output_dir={tmp_path / 'two'}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, (double.stdout + double.stderr)[-3000:]
+    checkpoint = tmp_path / "two" / "model_final.pdparams"
+    single = run_train(str(config), tmp_path / "one", mini_root, "--resume", str(checkpoint))
+    assert single.returncode == 1
+    assert single.stderr.strip().splitlines()[-1] == (
+        f"error: {checkpoint} was written by 2 process(es) but this run has 1: resume with the same number of "
+        f"processes")
