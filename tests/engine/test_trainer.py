@@ -93,3 +93,28 @@ def test_log_lines_and_visualdl_scalars_report_losses_lr_speed_eta_and_memory(tr
     assert [record.id for record in reader.get_data("scalar", "train/images_per_second")] == [2, 4]
 
 
+
+
+def test_train_step_from_the_config_runs_a_sandwich_step_through_the_same_loop_and_hooks(trainer_for, tmp_path):
+    trainer, _ = trainer_for("Train.max_iter=2", "Train.step.name=SandwichStep")
+    recorder, backbone_batches = RecordLosses(), []
+    trainer.register_hooks([recorder])
+    trainer.module.backbone.register_forward_pre_hook(lambda layer, inputs: backbone_batches.append(inputs[0].shape[0]))
+    trainer.train()
+    assert type(trainer.step).__name__ == "SandwichStep" and trainer.step.num_passes == 2
+    assert backbone_batches == [32, 32, 32, 32]  # two half-batch passes per iteration
+    assert len(recorder.steps) == 2
+    state = paddle.load(str(tmp_path / "out" / "model_final.pdparams"))
+    from allinone.engine.checkpointer import unpack
+
+    assert unpack(state["step"]) == [{"passes_run": 4}]
+
+
+def test_gitignore_covers_partial_checkpoints_and_exports():
+    import subprocess
+
+    from engine_tools import ROOT
+
+    for path in ("my_runs/model_0000003.pdparams.tmp4242", "my_runs/last_checkpoint.tmp77", "export/model.pdmodel"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+        assert ignored.returncode == 0, f"{path} is not ignored by .gitignore"
