@@ -79,7 +79,7 @@ def measure(trainer, fused):
     trainer.run_step()
     seconds = time.perf_counter() - start
     peak = core.host_memory_stat_peak_value("Allocated", 0) - before
-    return trainer.step_images / seconds, peak / 2 ** 20
+    return trainer.storage.latest("images")[1] / seconds, peak / 2 ** 20
 
 
 def compare(trainer, rounds):
