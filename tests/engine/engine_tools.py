@@ -10,6 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PYTHON = sys.executable
 
 
+def user_error_code():
+    """The exit code of a user error (allinone.utils.cli; 1 before the CLIs agreed on 2)."""
+    from allinone.utils import cli
+
+    return getattr(cli, "USER_ERROR", 1)
+
+
 def tool_env(mini_root, threads=1):
     env = dict(os.environ, FASTREID_DATASETS=mini_root, OMP_NUM_THREADS=str(threads), PYTHON=PYTHON,
                PYTHONPATH=ROOT)

@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import pytest
 
-from engine_tools import PYTHON, ROOT, model_state, run_train, tool_env
+from engine_tools import PYTHON, ROOT, model_state, run_train, tool_env, user_error_code
 
 # The tiny recipe with drop path (rate 0.3 over 2 blocks: paddle's generator decides which rows skip a block), BN
 # necks, triplet + CE, P x K sampling and every random augmentation on: only an exact restore of the model, optimizer,
@@ -66,7 +66,7 @@ def test_a_non_finite_loss_stops_training_naming_iteration_and_task_after_saving
     """A learning rate of 1e30 blows the weights up at the first step with a non-zero lr (iteration 1)."""
     result = run_train(tiny_config, tmp_path, mini_root, "-o", "Optimizer.lr.base_lr=1.0e+30",
                        "-o", "Optimizer.lr.warmup_fraction=0", "-o", "Train.max_iter=20")
-    assert result.returncode == 1
+    assert result.returncode == user_error_code()
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: non-finite loss at iteration 1: task(s) ['task1'"), message
     assert (tmp_path / "last_checkpoint").read_text().strip() == "model_last_good.pdparams"
@@ -84,7 +84,7 @@ def test_a_file_that_cannot_be_resumed_from_is_one_error_line_naming_it(tiny_con
     truncated.write_bytes(final.read_bytes()[: final.stat().st_size // 2])
     for path, reason in ((weights, "not a training checkpoint"), (truncated, "cannot read it as a paddle checkpoint")):
         result = run_train(tiny_config, tmp_path / "again", mini_root, "--resume", str(path))
-        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.returncode == user_error_code(), result.stderr[-3000:]
         lines = result.stderr.strip().splitlines()
         assert lines[-1].startswith(f"error: --resume {path}: {reason}"), lines[-1]
         assert "Traceback" not in result.stderr

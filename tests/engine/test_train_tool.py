@@ -1,5 +1,5 @@
 """tools/train.py end to end: evaluation during training (the Eval table) and --eval-only on a checkpoint."""
-from engine_tools import run_train
+from engine_tools import run_train, user_error_code
 
 EVAL = ["-o", "Train.max_iter=4", "-o", "Train.checkpoint_period=0", "-o", "Train.eval_period=2",
         "-o", "Train.eval_datasets=Market1501,SOP"]
@@ -24,5 +24,5 @@ def test_training_evaluates_the_configured_test_sets_every_eval_period_and_eval_
 
 def test_eval_only_without_weights_is_an_error(tiny_config, mini_root, tmp_path):
     result = run_train(tiny_config, tmp_path, mini_root, "--eval-only")
-    assert result.returncode == 1
+    assert result.returncode == user_error_code()
     assert "--eval-only needs weights" in result.stderr
