@@ -40,11 +40,7 @@ class MultiTaskModel(nn.Layer):
         outputs = {}
         for task, feature in zip(tasks, features):
             head = self.head_for(task)
-            if self.training:
-                targets = inputs[task].get("targets") if isinstance(inputs[task], dict) else None
-                outputs[task] = head(feature, targets)
-            else:
-                outputs[task] = head(feature)
+            outputs[task] = head(feature, inputs[task] if isinstance(inputs[task], dict) else None)
         return outputs
 
 

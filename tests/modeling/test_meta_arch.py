@@ -84,7 +84,7 @@ def test_task_to_head_naming_a_missing_head_fails_at_build(tiny_cfg):
 
 def test_head_feat_dim_must_equal_the_backbone_embed_dim(tiny_cfg):
     tiny_cfg.Model.heads.task2.feat_dim = 128
-    with pytest.raises(ConfigError, match=r"Model.heads.task2.feat_dim is 128 .* embed_dim is 64"):
+    with pytest.raises(ConfigError, match=r"Model.heads.task2.feat_dim is 128 .*embed_dim 64"):
         build_model(tiny_cfg)
 
 
