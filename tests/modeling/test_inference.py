@@ -24,7 +24,7 @@ def image_files(tmp_path):
 
 
 def preprocess(path, size=(32, 32)):
-    """The test transform of the spec: RGB, PIL bicubic resize to (W, H), (x - 127.5) / 127.5, CHW float32."""
+    """The evaluation's test transform (docs/model.md): RGB, PIL bicubic resize to (W, H), (x - 127.5) / 127.5, CHW float32."""
     image = Image.open(path).convert("RGB").resize(size[::-1], Image.BICUBIC)
     return ((np.asarray(image, dtype=np.float32) - 127.5) / 127.5).transpose(2, 0, 1)
 

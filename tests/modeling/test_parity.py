@@ -1,4 +1,5 @@
-"""Numerical parity with the original code: the tiny reference model's weights, input and outputs (spec sec. 3.1)."""
+"""Numerical parity with the original code: the tiny reference model's weights, input and outputs (made by running the
+original; tests/fixtures/spec/README.md)."""
 import numpy as np
 import paddle
 import pytest
