@@ -27,6 +27,9 @@ BACKBONE_ARGUMENTS = {
     "share_last": OriginalArgument("True (its default) builds every block and the final norm, as this ViT does",
                                    supported=lambda value: value is True,
                                    expected="true (false built depth - 1 blocks without the final norm)"),
+    "hybrid_backbone": OriginalArgument("None (its default) means the patch convolution, as here",
+                                        supported=lambda value: value is None,
+                                        expected="null (CNN-feature patch embeddings are not implemented)"),
     "use_checkpointing": OriginalArgument("", maps_to="use_recompute"),
 }
 
@@ -34,6 +37,9 @@ HEAD_ARGUMENTS = {
     "norm_type": OriginalArgument("the original's neck is always BatchNorm",
                                   supported=lambda value: value == "BN", expected="'BN'"),
     "pool_type": OriginalArgument("the original always average-pooled a 1x1 map; the head pools the cls token"),
+    "embedding_dim": OriginalArgument("0 (its default) means no 1x1 convolution before the neck, as here",
+                                      supported=lambda value: value == 0,
+                                      expected="0 (an embedding convolution before the neck is not implemented)"),
 }
 
 

@@ -7,7 +7,8 @@ import pytest
 from allinone import ConfigError, build_model
 
 ACCEPTED = [("backbone", "sie_xishu", 3.0), ("backbone", "camera", 0), ("backbone", "share_last", True),
-            ("heads", "pool_type", "Identity"), ("heads", "norm_type", "BN")]
+            ("backbone", "hybrid_backbone", None), ("heads", "pool_type", "Identity"), ("heads", "norm_type", "BN"),
+            ("heads", "embedding_dim", 0)]
 
 
 def section(cfg, part):
@@ -34,8 +35,10 @@ def test_use_checkpointing_is_use_recompute(tiny_cfg, value):
 @pytest.mark.parametrize("part, name, value, expected", [
     ("backbone", "camera", 2, "camera=2 is not supported here; expected 0"),
     ("backbone", "share_last", False, "share_last=False is not supported here; expected true"),
+    ("backbone", "hybrid_backbone", "resnet50", "hybrid_backbone='resnet50' is not supported here; expected null"),
     ("heads", "norm_type", "GN", "norm_type='GN' is not supported here; expected 'BN'"),
-], ids=["camera", "share_last", "norm_type"])
+    ("heads", "embedding_dim", 256, "embedding_dim=256 is not supported here; expected 0"),
+], ids=["camera", "share_last", "hybrid_backbone", "norm_type", "embedding_dim"])
 def test_a_value_that_would_change_the_model_is_an_error_naming_it(tiny_cfg, part, name, value, expected):
     section(tiny_cfg, part)[name] = value
     where = "Model.backbone" if part == "backbone" else "Model.heads.task3"
