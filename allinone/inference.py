@@ -5,15 +5,25 @@ from tqdm import tqdm
 
 
 class FeatureExtractor:
-    """`FeatureExtractor(model, head="task1").extract(paths)` -> float32 [N, D]: the post-BN features of that head
-    of a MultiTaskModel at eval (not normalised), after the evaluation's test transform (PIL bicubic resize to the
-    backbone's img_size, (x - 127.5) / 127.5). Faces use task1, persons and vehicles task3, products task4."""
+    """`FeatureExtractor(model, task="task1").extract(paths)` -> float32 [N, D]: `model.embed(task, images)` (the
+    task's head through task_to_head, post-BN, not normalised) after the evaluation's test transform (PIL bicubic
+    resize to the backbone's img_size, (x - 127.5) / 127.5). Faces use task1, persons and vehicles task3, products
+    task4. `head=` is the former name of `task` (a head name is a task routed to itself)."""
 
-    def __init__(self, model, head="task1", batch_size=8, num_workers=0, show_progress=False):
-        if head not in model.heads:
-            raise KeyError(f"the model has no head '{head}'; heads: {list(model.heads)}")
-        self.model, self.head = model, head
+    def __init__(self, model, task=None, batch_size=8, num_workers=0, show_progress=False, head=None):
+        if task is not None and head is not None:
+            raise TypeError("FeatureExtractor: give task or head, not both")
+        if head is not None and model.task_to_head.get(head, head) != head:
+            raise ValueError(f"FeatureExtractor(head='{head}'): task_to_head routes '{head}' to head "
+                             f"'{model.task_to_head[head]}'; pass task= to use that routing")
+        task = task or head or "task1"
+        model.head_for(task)  # a KeyError naming the heads if the task has none
+        self.model, self.task = model, task
         self.batch_size, self.num_workers, self.show_progress = batch_size, num_workers, show_progress
+
+    @property
+    def head(self):
+        return self.model.task_to_head.get(self.task, self.task)
 
     def extract(self, images, desc=None):
         """`images`: file paths (or encoded image bytes), in the order of the returned rows. `desc` labels the
@@ -30,10 +40,10 @@ class FeatureExtractor:
         self.model.eval()
         features = []
         try:
-            with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=desc or f"features ({self.head})",
+            with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=desc or f"features ({self.task})",
                                         disable=not self.show_progress) as progress:
                 for batch in loader:
-                    features.append(self.model.heads[self.head](self.model.backbone(batch["images"])).numpy())
+                    features.append(self.model.embed(self.task, batch["images"]).numpy())
                     progress.update(len(features[-1]))
         finally:
             if was_training:

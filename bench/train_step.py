@@ -45,7 +45,6 @@ def size_overrides(size, full):
     model = ["Model.backbone.embed_dim=768", "Model.backbone.depth=12", "Model.backbone.num_heads=12",  # ViT-Base
              "Model.backbone.mlp_ratio=4.0", f"Model.backbone.img_size=[{side}, {side}]",
              "Model.backbone.patch_size=16", "Model.backbone.stride_size=16"]
-    model += [f"Model.heads.{task}.feat_dim=768" for task in TASKS]
     return model, ([128, 64, 64, 64] if full else [8] * 4)
 
 

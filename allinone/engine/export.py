@@ -10,14 +10,15 @@ MODEL_PREFIX = "inference"  # files: inference.json (program) and inference.pdip
 
 
 class TaskFeatureExtractor(nn.Layer):
-    """images [B, 3, H, W] (normalised as the test transform) -> the task head's post-BN features [B, D]."""
+    """images [B, 3, H, W] (normalised as the test transform) -> `model.embed(task, images)` [B, D]."""
 
     def __init__(self, model, task):
         super().__init__()
-        self.backbone, self.head = model.backbone, model.head_for(task)
+        model.head_for(task)  # a KeyError naming the heads if the task has none
+        self.model, self.task = model, task
 
     def forward(self, images):
-        return self.head(self.backbone(images))
+        return self.model.embed(self.task, images)
 
 
 def export_task(model, task, output_dir):

@@ -5,10 +5,13 @@ The original loaded non-strictly and silently kept random weights for missing or
 mismatch is an error unless the caller asks for a partial load, and the report names every key.
 """
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
 import paddle
+
+from .vision_transformer import resample_pos_embed
 
 logger = logging.getLogger("allinone.checkpoint")
 
@@ -30,6 +33,7 @@ class KeyReport:
     unexpected: list = field(default_factory=list)           # in the file, not in the model
     shape_mismatched: list = field(default_factory=list)     # (key, model shape, file shape)
     skipped_training_only: list = field(default_factory=list)  # classifier keys an eval model has no use for
+    resampled: list = field(default_factory=list)            # (key, file grid, model grid): pos_embed resized
 
     @property
     def ok(self):
@@ -52,6 +56,8 @@ class KeyReport:
         summary = f"{self.path}: loaded {len(self.loaded)} key(s)"
         if self.skipped_training_only:
             summary += f", skipped {len(self.skipped_training_only)} training-only key(s)"
+        for key, old_grid, new_grid in self.resampled:
+            summary += f", resampled {key} from a {old_grid[0]}x{old_grid[1]} to a {new_grid[0]}x{new_grid[1]} grid"
         return "; ".join([summary, *self.problems()])
 
 
@@ -99,7 +105,9 @@ def load_checkpoint(model, path, strict=True):
     CheckpointError (nothing is loaded); otherwise the matching keys are loaded and the rest is logged."""
     file_state = read_state_dict(path)
     model_state = model.state_dict()
+    file_state, resampled = resample_position_embeddings(model, model_state, file_state)
     report = compare_keys(model_state, file_state, path)
+    report.resampled = resampled
     if strict and not report.ok:
         raise CheckpointError(f"checkpoint {path} does not fit the model (pass strict=False / --allow_partial to "
                               f"load the matching keys anyway):\n  " + "\n  ".join(report.problems()))
@@ -112,6 +120,30 @@ def load_checkpoint(model, path, strict=True):
                     len(report.skipped_training_only), report.skipped_training_only[0])
     logger.info("loaded %d/%d model key(s) from %s", len(report.loaded), len(model_state), path)
     return report
+
+
+def resample_position_embeddings(model, model_state, file_state):
+    """A copy of `file_state` whose `pos_embed` entries of another patch grid are resampled to the model's grid
+    (bilinear, cls position kept: resample_pos_embed), and the list of (key, file grid, model grid) it changed.
+
+    The model's grid is the `grid_size` of the layer owning the key; the file's grid is taken as square (the
+    original's pretrained loader assumes the same). Entries that do not fit this (another width, a non-square
+    token count) are left alone and show up as shape mismatches."""
+    layers = dict(model.named_sublayers(include_self=True))
+    adapted, resampled = dict(file_state), []
+    for key, value in model_state.items():
+        owner_name, _, name = key.rpartition(".")
+        stored = file_state.get(key)
+        if name != "pos_embed" or stored is None or list(stored.shape) == list(value.shape):
+            continue
+        new_grid = getattr(layers.get(owner_name), "grid_size", None)
+        side = math.isqrt(stored.shape[1] - 1) if len(stored.shape) == 3 and stored.shape[1] > 1 else 0
+        if new_grid is None or side * side != stored.shape[1] - 1 or stored.shape[2] != value.shape[2]:
+            continue
+        adapted[key] = resample_pos_embed(stored, (side, side), tuple(new_grid))
+        resampled.append((key, (side, side), tuple(new_grid)))
+        logger.info("%s: resampled from a %dx%d to a %dx%d patch grid", key, side, side, *new_grid)
+    return adapted, resampled
 
 
 def _assign(target, value):

@@ -54,3 +54,25 @@ def test_exporting_an_unknown_task_is_an_error_naming_it(tiny_config, mini_root,
     result = export(tiny_config, tmp_path / "model.pdparams", "person", tmp_path / "export", mini_root)
     assert result.returncode == 1
     assert "--task: task 'person' has no head" in result.stderr
+
+
+def config_extending(path, tiny_config, backbone_lines):
+    """A config file outside the checkout extending `tiny_config` with extra Model.backbone keys."""
+    path.write_text(f"_base_: {tiny_config}\nModel:\n  backbone:\n" + "".join(f"    {line}\n" for line in backbone_lines))
+    return str(path)
+
+
+def test_the_originals_backbone_arguments_export_and_an_unknown_key_is_one_error_line(tiny_config, mini_root,
+                                                                                       tmp_path):
+    saved_tiny_model(tiny_config, tmp_path / "model.pdparams")
+    original = config_extending(tmp_path / "original.yaml", tiny_config,
+                                ["sie_xishu: 3.0", "camera: 0", "share_last: true", "use_checkpointing: false"])
+    result = export(original, tmp_path / "model.pdparams", "task3", tmp_path / "export", mini_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ignoring the original's argument sie_xishu=3.0" in result.stderr
+
+    misspelt = config_extending(tmp_path / "misspelt.yaml", tiny_config, ["sie_xsihu: 3.0"])
+    result = export(misspelt, tmp_path / "model.pdparams", "task3", tmp_path / "export2", mini_root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {misspelt}: unknown key Model.backbone.sie_xsihu;")

@@ -1,4 +1,5 @@
-"""Numerical parity with the original code: the tiny reference model's weights, input and outputs (spec sec. 3.1)."""
+"""Numerical parity with the original code: the tiny reference model's weights, input and outputs (made by running the
+original; tests/fixtures/spec/README.md)."""
 import numpy as np
 import paddle
 import pytest
@@ -38,8 +39,9 @@ def test_head_outputs_match_the_original(reference_model, reference_input, spec_
 
 def test_backbone_output_matches_the_original(reference_model, reference_input, spec_file):
     with paddle.no_grad():
-        out = reference_model.backbone(reference_input).numpy()
-    assert_close_relative(out, np.load(spec_file("reference", "tiny_backbone_out.npy")))
+        cls_token = reference_model.backbone(reference_input)[:, 0].numpy()
+    # the original returned the cls token as [B, D, 1, 1]; ours returns all tokens and the heads pool token 0
+    assert_close_relative(cls_token, np.load(spec_file("reference", "tiny_backbone_out.npy"))[:, :, 0, 0])
 
 
 def test_intermediate_tokens_match_the_original(reference_model, reference_input, spec_file):

@@ -42,8 +42,8 @@ def test_without_a_preset_missing_architecture_fields_are_named():
 def test_unknown_preset_and_unknown_argument_are_rejected():
     with pytest.raises(ValueError, match="unknown ViT preset 'gigantic'"):
         VisionTransformer(preset="gigantic")
-    with pytest.raises(TypeError, match="sie_xishu"):
-        VisionTransformer(preset="base", sie_xishu=3.0)
+    with pytest.raises(TypeError, match="sie_xishu_typo"):
+        VisionTransformer(preset="base", sie_xishu_typo=3.0)
 
 
 def test_int_img_size_means_a_square_image():
@@ -58,15 +58,17 @@ def test_stride_below_patch_size_gives_an_overlapping_grid():
     assert vit.pos_embed.shape == [1, 1 + 15, 32]
 
 
-def test_output_is_the_final_norm_cls_token_shaped_b_d_1_1():
+def test_output_is_every_final_norm_token_with_the_patch_grid():
     paddle.seed(0)
-    vit = VisionTransformer(img_size=32, **TINY_ARCH)
+    vit = VisionTransformer(img_size=[32, 48], **TINY_ARCH)
     vit.eval()
-    tokens = []
-    vit.norm.register_forward_post_hook(lambda layer, inputs, output: tokens.append(output))
-    out = vit(paddle.randn([2, 3, 32, 32]))
-    assert out.shape == [2, 32, 1, 1]
-    np.testing.assert_array_equal(out.numpy()[:, :, 0, 0], tokens[0].numpy()[:, 0])
+    normed = []
+    vit.norm.register_forward_post_hook(lambda layer, inputs, output: normed.append(output))
+    x = paddle.randn([2, 3, 32, 48])
+    tokens, grid = vit.forward_features(x)
+    assert grid == (2, 3) and tokens.shape == [2, 1 + 6, 32]
+    np.testing.assert_array_equal(tokens.numpy(), normed[0].numpy())
+    np.testing.assert_array_equal(vit(x).numpy(), tokens.numpy())
 
 
 def test_images_of_another_size_are_an_error_naming_both_sizes():
