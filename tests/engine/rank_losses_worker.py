@@ -1,6 +1,9 @@
 """Run by test_distributed.py under `paddle.distributed.launch` (2 CPU processes): a real Trainer on a tiny model
-whose two ranks see different data, so their local losses differ; at iteration `--nan-at` rank 1's batch holds a NaN.
-Each rank writes what it computed locally and what the trainer logged to OUT/rank{r}.json."""
+whose two ranks see different data, so their local losses differ; at iteration NAN_AT rank 1's batch holds a NaN
+(-1: never). STEP names the step class. Each rank writes what it computed locally, what the trainer logged and its
+final weights to OUT/rank{r}.json.
+
+    python -m paddle.distributed.launch --nproc_per_node 2 rank_losses_worker.py OUT NAN_AT [STEP]"""
 import json
 import os
 import sys
@@ -12,6 +15,7 @@ from allinone.config import Config
 from allinone.engine.distributed import data_parallel, init_distributed
 from allinone.engine.losses import MultiTaskLoss
 from allinone.engine.solver import build_lr_scheduler, build_optimizer
+from allinone.engine.steps import SandwichStep, SimpleStep
 from allinone.engine.trainer import HookBase, NonFiniteLossError, Trainer
 
 
@@ -51,7 +55,7 @@ def batches(rank, nan_at):
         yield {"a": {"images": paddle.to_tensor(images), "targets": paddle.to_tensor(rng.integers(0, 3, 4))}}
 
 
-def main(out, nan_at):
+def main(out, nan_at, step="SimpleStep"):
     rank, world = init_distributed()
     paddle.seed(0)
     model = TinyModel()
@@ -61,7 +65,8 @@ def main(out, nan_at):
     scheduler = build_lr_scheduler(opt_cfg.lr, 10)
     optimizer = build_optimizer(opt_cfg, model, scheduler)
     criterion = RecordingLoss(Config({"a": [{"name": "CrossEntropyLoss"}]}), ["a"])
-    trainer = Trainer(data_parallel(model), criterion, optimizer, scheduler, batches(rank, nan_at), 10)
+    step = SandwichStep(num_passes=2) if step == "SandwichStep" else SimpleStep()
+    trainer = Trainer(data_parallel(model), criterion, optimizer, scheduler, batches(rank, nan_at), 4, step=step)
     trainer.register_hooks([RecordLogged()])
     error = None
     try:
@@ -69,8 +74,9 @@ def main(out, nan_at):
     except NonFiniteLossError as err:
         error = str(err)
     with open(os.path.join(out, f"rank{rank}.json"), "w", encoding="utf-8") as f:
-        json.dump({"world": world, "local": RecordingLoss.local, "logged": RecordLogged.logged, "error": error}, f)
+        json.dump({"world": world, "local": RecordingLoss.local, "logged": RecordLogged.logged, "error": error,
+                   "weight": model.fc.weight.numpy().tolist()}, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])

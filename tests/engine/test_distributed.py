@@ -91,6 +91,20 @@ def test_ranks_log_the_average_of_their_losses_and_a_non_finite_loss_on_one_rank
             assert r["logged"][it]["a/loss_cls"] == pytest.approx(sum(local) / 2, rel=1e-6)
 
 
+def test_a_sandwich_step_over_two_processes_keeps_the_ranks_weights_identical(tmp_path, mini_root):
+    """The passes before the last skip DataParallel's gradient all-reduce (no_sync); the last one must average the
+    accumulated gradients, or the ranks, which see different data, drift apart."""
+    worker = os.path.join(ROOT, "tests", "engine", "rank_losses_worker.py")
+    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", str(tmp_path / "launch_log"), worker, str(tmp_path), "-1", "SandwichStep"],
+                            cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["error"] is None and len(ranks[0]["logged"]) == 4
+    assert len(ranks[0]["local"]) == 8  # two passes per iteration
+    np.testing.assert_allclose(ranks[1]["weight"], ranks[0]["weight"], rtol=1e-6, atol=1e-7)
+
+
 def test_resuming_a_two_process_checkpoint_with_one_process_is_one_error_line(tmp_path, mini_root):
     config = tmp_path / "ddp.yaml"
     config.write_text(COMPARABLE_YAML)
