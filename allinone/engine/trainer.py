@@ -16,6 +16,7 @@ import paddle.distributed as dist
 from .amp import LossScaler
 from .checkpointer import ResumeError, capture_rng_state, pack, restore_rng_state
 from .events import EventStorage
+from .steps import SimpleStep
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,8 +99,6 @@ class Trainer(TrainerBase):
         """`amp_dtype`: None (fp32), 'float16' (with dynamic loss scaling, `scaler` or a default LossScaler) or
         'bfloat16' mixed precision. `step`: an object with `run_step(trainer)` (default SimpleStep)."""
         super().__init__(max_iter)
-        from .steps import SimpleStep
-
         self.model, self.criterion = model, criterion
         self.optimizer, self.scheduler = optimizer, scheduler
         self.data_loader = data_loader
