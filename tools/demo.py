@@ -12,6 +12,7 @@ Logs and metrics (JSON) stay in WORKDIR.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,12 +36,25 @@ def run_logged(cmd, log_path, env, echo=None):
         for line in process.stdout:
             log.write(line)
             if echo and echo in line:
-                print("   ", line.rstrip()[:160], flush=True)
+                print("   ", progress_summary(line), flush=True)
         process.wait()
     if process.returncode:
         with open(log_path, encoding="utf-8") as log:
             tail = "".join(log.readlines()[-20:])
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed (exit {process.returncode}); end of {log_path}:\n{tail}")
+
+
+def progress_summary(line):
+    """A training log line shortened to what a reader follows (iteration, total loss, lr, speed, ETA); the per-task
+    losses stay in train.log."""
+    text = line.rstrip()
+    if "iter " not in text:
+        return text
+    text = text[text.index("iter "):]
+    fields = dict(re.findall(r"(total_loss|lr|images/s|eta): (\S+)", text))
+    iteration = text.split()[1]
+    return "iter " + iteration + "".join(f"  {key}: {fields[key]}" for key in ("total_loss", "lr", "images/s", "eta")
+                                         if key in fields)
 
 
 def save_untrained_model(path, seed=0):

@@ -26,3 +26,14 @@ def test_eval_only_without_weights_is_an_error(tiny_config, mini_root, tmp_path)
     result = run_train(tiny_config, tmp_path, mini_root, "--eval-only")
     assert result.returncode == user_error_code()
     assert "--eval-only needs weights" in result.stderr
+
+
+def test_the_demo_echoes_iteration_total_loss_lr_speed_and_eta_of_the_real_log_lines(tiny_config, mini_root, tmp_path):
+    import demo  # tools/demo.py (tools/ is on sys.path, tests/conftest.py)
+
+    trained = run_train(tiny_config, tmp_path, mini_root, "-o", "Train.max_iter=2", "-o", "Train.log_period=1")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    lines = [line for line in (tmp_path / "log_rank0.txt").read_text().splitlines() if "iter 2/2" in line]
+    summary = demo.progress_summary(lines[0])
+    assert summary.startswith("iter 2/2  total_loss: ") and "  lr: " in summary and "  eta: " in summary
+    assert "images/s: " in summary and len(summary) < 100
