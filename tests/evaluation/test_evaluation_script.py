@@ -70,7 +70,7 @@ def test_the_final_table_puts_the_published_number_beside_each_measured_one(full
 
 def test_a_missing_dataset_folder_stops_before_inference_naming_the_path(tiny_weights, tmp_path):
     done = run_script(tmp_path, "--model_path", tiny_weights, "--test_datasets", "Market1501")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "error:" in done.stderr and str(tmp_path) in done.stderr and "expected layout" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -83,7 +83,7 @@ def test_a_checkpoint_with_a_missing_key_stops_unless_partial_loading_is_allowed
     partial = str(tmp_path / "partial.pdparams")
     paddle.save(state, partial)
     strict = run_script(mini_root, "--model_path", partial, "--test_datasets", "LFW")
-    assert strict.returncode == 1 and "heads.task1.bottleneck.0._mean" in strict.stderr
+    assert strict.returncode == 2 and "heads.task1.bottleneck.0._mean" in strict.stderr
     allowed = run_script(mini_root, "--model_path", partial, "--test_datasets", "LFW", "--allow_partial",
                          "--output", str(tmp_path / "lfw.json"))
     assert allowed.returncode == 0, allowed.stderr[-3000:]
