@@ -39,7 +39,7 @@ def as_array(outputs):
     return outputs.numpy() if hasattr(outputs, "numpy") else np.asarray(outputs)
 
 
-def gather_rows(rows, indices, num_items, distributed=False):
+def gather_rows(rows, indices, test_set, num_items, distributed=False):
     """The processed rows in data-set order ([num_items, ...]), from every rank when `distributed` (each rank
     processed its share); every image exactly once."""
     from ..data.build import gather_in_order
@@ -47,9 +47,12 @@ def gather_rows(rows, indices, num_items, distributed=False):
 
     values = np.concatenate(rows) if rows else np.zeros((0,))
     positions = np.concatenate(indices) if indices else np.zeros((0,), dtype=np.int64)
-    if distributed:
-        return gather_in_order(values, positions, num_items)
-    return restore_order(positions, values, num_items)
+    try:
+        if distributed:
+            return gather_in_order(values, positions, num_items)
+        return restore_order(positions, values, num_items)
+    except ValueError as err:
+        raise ValueError(f"test set '{test_set_name(test_set)}': {err}") from None
 
 
 def check_finite(values, test_set):
@@ -116,7 +119,7 @@ class FeatureEvaluator(DatasetEvaluator):
 
     def evaluate(self):
         test_set = self._bound()
-        features = gather_rows(self._rows, self._indices, len(self.images(test_set)), self.distributed)
+        features = gather_rows(self._rows, self._indices, test_set, len(self.images(test_set)), self.distributed)
         check_finite(features, test_set)
         return self._metrics(features, test_set)
 
@@ -251,7 +254,7 @@ class ClassificationEvaluator(DatasetEvaluator):
     def evaluate(self):
         test_set = self._bound()
         labels = np.asarray([label for _, label in test_set.items], dtype=np.int64)
-        predictions = gather_rows(self._predictions, self._indices, len(labels), self.distributed)
+        predictions = gather_rows(self._predictions, self._indices, test_set, len(labels), self.distributed)
         if self._non_finite:
             raise NonFiniteOutputError(f"test set '{test_set_name(test_set)}': the model's class scores are not "
                                        f"finite (NaN or inf) for {self._non_finite} of {len(labels)} images")

@@ -26,13 +26,17 @@ EVAL_GLOBAL_KEYS = ("device", "seed", "num_threads")
 def check_evaluation_config(cfg):
     """Refuse keys that evaluation would not read: unknown sections, Global keys and Eval keys (entries included).
     A training config may be evaluated: its training sections (and Global.output_dir) are left to tools/train.py."""
+    if not cfg:
+        raise ConfigError(f"{cfg.source}: the config is empty; evaluation needs a Model and an Eval section (see "
+                          f"configs/allinone/vitlarge_eval.yaml)")
     training = "Train" in cfg
     cfg.check_keys(EVAL_SECTIONS + (TRAINING_SECTIONS if training else ()), "top level")
     if "Global" in cfg:
         cfg.Global.check_keys(EVAL_GLOBAL_KEYS + (("output_dir",) if training else ()), "Global")
-    if "Eval" not in cfg:
-        raise ConfigError(f"{cfg.source}: no 'Eval' section (the evaluation table); see "
-                          f"configs/allinone/vitlarge_eval.yaml")
+    for section in ("Model", "Eval"):
+        if section not in cfg:
+            raise ConfigError(f"{cfg.source}: no '{section}' section (evaluation needs Model and Eval; see "
+                              f"configs/allinone/vitlarge_eval.yaml)")
     eval_cfg = cfg.Eval
     eval_cfg.check_keys(EVAL_KEYS, "Eval")
     for key, minimum in (("batch_size", 1), ("num_workers", 0)):
