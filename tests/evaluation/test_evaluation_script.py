@@ -111,13 +111,95 @@ def test_a_published_metric_the_evaluator_does_not_report_is_a_config_error_befo
         prepare(cfg.Eval.datasets[0], "no_data_needed")
 
 
-def test_scripts_test_sh_passes_model_path_config_and_extra_arguments_through(mini_root, tiny_weights, tmp_path):
+def test_scripts_test_sh_runs_under_posix_sh_and_finds_the_projects_venv(mini_root, tiny_weights, tmp_path):
+    """`sh scripts/test.sh` as the README shows it: dash, no PYTHON, no virtualenv on PATH."""
     output = tmp_path / "lfw.json"
     env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1", MODEL_PATH=tiny_weights,
-               CONFIG=TINY_CONFIG, PYTHON=sys.executable)
-    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "test.sh"), "--test_datasets", "LFW", "--device",
+               CONFIG=TINY_CONFIG, PATH="/usr/bin:/bin")
+    env.pop("PYTHON", None)
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(["sh", os.path.join(REPO, "scripts", "test.sh"), "--test_datasets", "LFW", "--device",
                            "cpu", "--output", str(output)], cwd=str(tmp_path), env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(output, encoding="utf-8") as f:
         assert list(json.load(f)) == ["task1.lfw.Accuracy", "task1.lfw.Threshold", "task1.lfw.metric"]
+
+
+def test_start_up_noise_of_paddle_faiss_and_setuptools_is_silenced(full_run):
+    done, _ = full_run
+    for noise in ("ccache", "faiss.loader", "AVX512", "pkg_resources", "distutils"):
+        assert noise not in done.stderr + done.stdout, noise
+
+
+def test_the_suite_gives_training_the_same_numbers_in_one_call(full_run, mini_root, tiny_weights):
+    """What training's evaluation hook calls: EvaluationSuite(cfg, names)(model)."""
+    import paddle
+
+    from allinone import build_model, load_checkpoint
+    from allinone.evaluation.suite import EvaluationSuite
+
+    _, metrics = full_run
+    cfg = load_config(TINY_CONFIG)
+    suite = EvaluationSuite(cfg, "LFW,SOP", root=mini_root, print_table=False)
+    paddle.set_device("cpu")
+    model = build_model(cfg)
+    load_checkpoint(model, tiny_weights)
+    flat = suite(model)
+    assert list(flat) == [key for key in ORIGINAL_KEYS if key.startswith(("task1.lfw.", "task4.sop."))]
+    assert flat == pytest.approx({key: metrics[key] for key in flat}, abs=1e-6)
+    assert model.training  # built in training mode: the suite evaluates in eval mode and restores the mode it found
+
+
+def write_classification_set(root, model, count=8):
+    """`count` images in root/tiny_classes with labels: the model's own top-1 class for the first 5, another class
+    for the rest, so the expected Acc@1 is 5 / count (worked out here with FeatureExtractor, not with the suite)."""
+    import numpy as np
+    from PIL import Image
+
+    from allinone.inference import FeatureExtractor
+
+    folder = os.path.join(root, "tiny_classes")
+    os.makedirs(os.path.join(folder, "images"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        paths.append(os.path.join(folder, "images", f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(paths[-1])
+    scores = FeatureExtractor(model, head="task1").extract(paths)
+    predicted = scores.argmax(axis=1)
+    labels = [int(p) if i < 5 else int(p + 1) % scores.shape[1] for i, p in enumerate(predicted)]
+    with open(os.path.join(folder, "test.txt"), "w", encoding="utf-8") as f:
+        f.writelines(f"images/{i}.png {label}\n" for i, label in enumerate(labels))
+    return 5 / count * 100
+
+
+def test_an_evaluator_written_only_against_the_protocol_runs_in_the_script(tiny_weights, tmp_path):
+    """ClassificationEvaluator on a list-file test set; the config lives outside the checkout and builds on the
+    shipped one by its project-relative path. The tiny model's task1 head gives 64 scores per image."""
+    import paddle
+
+    from allinone import build_model, load_checkpoint
+
+    paddle.set_device("cpu")
+    model = build_model(load_config(TINY_CONFIG))
+    load_checkpoint(model, tiny_weights)
+    model.eval()
+    expected = write_classification_set(str(tmp_path), model)
+    config = tmp_path / "classes.yaml"
+    config.write_text("_base_: configs/allinone/tiny_eval.yaml\n"
+                      "Eval:\n  datasets:\n"
+                      "    - {name: TinyClasses, dataset: ImageClassification, head: task1, "
+                      "evaluator: ClassificationEvaluator, dataset_args: {folder: tiny_classes, list_file: test.txt}, "
+                      "published: {Acc@1: 80.0}}\n")
+    output = tmp_path / "metrics.json"
+    env = dict(os.environ, FASTREID_DATASETS=str(tmp_path), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, SCRIPT, "--config", str(config), "--device", "cpu", "--model_path",
+                           tiny_weights, "--batchsize", "3", "--output", str(output)], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(output, encoding="utf-8") as f:
+        metrics = json.load(f)
+    assert metrics == pytest.approx({"task1.tiny_classes.Acc@1": expected, "task1.tiny_classes.metric": expected})
+    row = next(line.split() for line in done.stdout.splitlines() if line.startswith("TinyClasses"))
+    assert row == ["TinyClasses", "task1", "Acc@1", f"{expected:.2f}", "80.00", f"{expected - 80:+.2f}"]

@@ -118,10 +118,10 @@ def test_gpu_on_a_cpu_build_is_one_error_line(script, capsys, monkeypatch, mini_
 
 
 def test_an_empty_config_is_one_error_line_naming_it(script, capsys, monkeypatch, mini_root, tiny_weights, tmp_path):
-    empty = tmp_path / "empty.yaml"
+    empty = tmp_path / "blank.yaml"
     empty.write_text("")
     code, err = run_main(script, capsys, monkeypatch, mini_root, "--model_path", tiny_weights, config=str(empty))
-    assert_one_error_line(code, err, str(empty), "empty")
+    assert_one_error_line(code, err, str(empty), "the config is empty")
 
 
 @pytest.mark.parametrize("output", ["a_file/metrics.json", "/sys/allinone_no_such_dir/metrics.json"])
