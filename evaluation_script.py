@@ -18,7 +18,8 @@ from allinone.utils.cli import quiet_third_party
 quiet_third_party()
 
 from allinone.config import load_config  # noqa: E402  (after the quiet set-up)
-from allinone.utils.cli import non_negative_int, positive_int, run_cli, writable_file, write_text_atomically  # noqa: E402
+from allinone.utils.cli import (non_negative_int, positive_int, run_cli, writable_file,  # noqa: E402
+                                write_text_atomically)
 from allinone.utils.env import configure_threads  # noqa: E402
 
 DEFAULT_CONFIG = "configs/allinone/vitlarge_eval.yaml"

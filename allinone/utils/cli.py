@@ -110,5 +110,6 @@ def quiet_third_party():
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
+    warnings.filterwarnings("ignore", message=r"Setuptools is replacing distutils")
     warnings.filterwarnings("ignore", message=r".*ccache.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pkg_resources.*")

@@ -16,7 +16,7 @@ TINY_CONFIG = "configs/allinone/tiny_eval.yaml"
 FACE = ["Accuracy", "Threshold", "metric"]
 REID = ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
 SOP = ["Recall@1", "Recall@10", "Recall@100", "Recall@1000", "metric"]
-# the keys the original printed at the end of a full run (spec allinone.md 4.5), in its order
+# the keys the original printed at the end of a full run (docs/evaluation.md), in its order
 ORIGINAL_KEYS = ([f"task1.{name}.{m}" for name in ("calfw", "cplfw", "lfw", "cfp_ff", "cfp_fp", "agedb_30")
                   for m in FACE]
                  + [f"task3.{name}.{m}" for name in ("market1501", "msmt17", "veri", "vehicleid", "veriwild")
@@ -32,7 +32,7 @@ def run_script(data_root, *args):
 
 @pytest.fixture(scope="module")
 def tiny_weights(spec_reference):
-    """The tiny parity model's weights (spec sec. 3.1); they load strictly into configs/allinone/tiny_eval.yaml."""
+    """The tiny parity model's weights (made with the original code); they load strictly into tiny_eval.yaml."""
     return os.path.join(spec_reference, "tiny_upstream.pdparams")
 
 

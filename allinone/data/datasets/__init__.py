@@ -4,5 +4,5 @@ from .base import DatasetLayoutError, ReidDataset, dataset_root
 from .classification import ImageClassification
 from .faces import FaceVerificationDataset, read_verification_bin, write_verification_bin
 
-__all__ = ["DatasetLayoutError", "FaceVerificationDataset", "ImageClassification", "ReidDataset", "dataset_root", "read_verification_bin",
-           "write_verification_bin"]
+__all__ = ["DatasetLayoutError", "FaceVerificationDataset", "ImageClassification", "ReidDataset", "dataset_root",
+           "read_verification_bin", "write_verification_bin"]
