@@ -52,7 +52,7 @@ def test_exported_extractor_reproduces_the_dygraph_features_of_its_task(tiny_con
 def test_exporting_an_unknown_task_is_an_error_naming_it(tiny_config, mini_root, tmp_path):
     saved_tiny_model(tiny_config, tmp_path / "model.pdparams")
     result = export(tiny_config, tmp_path / "model.pdparams", "person", tmp_path / "export", mini_root)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a user error (allinone.utils.cli.USER_ERROR)
     assert "--task: task 'person' has no head" in result.stderr
 
 
