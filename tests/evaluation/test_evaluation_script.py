@@ -203,3 +203,27 @@ def test_an_evaluator_written_only_against_the_protocol_runs_in_the_script(tiny_
     assert metrics == pytest.approx({"task1.tiny_classes.Acc@1": expected, "task1.tiny_classes.metric": expected})
     row = next(line.split() for line in done.stdout.splitlines() if line.startswith("TinyClasses"))
     assert row == ["TinyClasses", "task1", "Acc@1", f"{expected:.2f}", "80.00", f"{expected - 80:+.2f}"]
+
+
+def test_two_ranks_sharing_each_test_set_give_the_metrics_of_one_process(full_run, mini_root, tiny_weights, tmp_path):
+    """The suite under a real 2-process CPU launch (tests/evaluation/distributed_eval.py): each rank reads half of
+    every test set, the evaluators gather the rows in data-set order, the metrics equal the single process's."""
+    _, single = full_run
+    output = tmp_path / "metrics.json"
+    env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    done = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                           str(tmp_path / "log"), os.path.join(REPO, "tests", "evaluation", "distributed_eval.py"),
+                           tiny_weights, str(output)], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=300)
+    log_dir = tmp_path / "log"
+    logs = "".join((log_dir / name).read_text(errors="replace")[-2000:] for name in sorted(os.listdir(log_dir))
+                   ) if log_dir.is_dir() else ""
+    assert done.returncode == 0, (done.stderr + logs)[-4000:]
+    with open(output, encoding="utf-8") as f:
+        result = json.load(f)
+    assert result["world_size"] == 2
+    metrics = result["metrics"]
+    assert list(metrics) == [key for key in ORIGINAL_KEYS
+                             if key.startswith(("task1.lfw.", "task3.market1501.", "task4.sop."))]
+    assert metrics == pytest.approx({key: single[key] for key in metrics}, abs=1e-5)
