@@ -58,7 +58,7 @@ def run(args):
     from allinone.evaluation.suite import EvaluationSuite
     from allinone.modeling.checkpoint import load_checkpoint
     from allinone.utils.env import configure_faiss_threads, resolve_device, seed_everything
-    from allinone.utils.keys import load_reporting_keys
+    from allinone.utils.keys import describe, load_reporting_keys
     from allinone.utils.logger import setup_logger
 
     setup_logger()
@@ -69,9 +69,10 @@ def run(args):
     suite = EvaluationSuite(cfg, args.test_datasets, batch_size=args.batchsize, num_workers=args.num_workers)
     model = build_model(cfg)
     suite.check_heads(model)
+    key_file = os.path.splitext(args.output)[0] + ".keys.txt" if args.output else None
     report = load_reporting_keys(load_checkpoint, model, args.model_path, strict=not args.allow_partial,
-                                 key_file=os.path.splitext(args.output)[0] + ".keys.txt" if args.output else None)
-    logger.info("%s", report)
+                                 key_file=key_file)
+    logger.info("%s", describe(report, key_file))
     model.eval()
     logger.info("evaluating %s on %s (data root %s, batch size %d)", args.model_path, device, suite.root,
                 suite.batch_size)

@@ -33,9 +33,18 @@ def write_key_file(report, key_file):
         f.writelines(f"shape\t{key}\tmodel {model}\tfile {stored}\n" for key, model, stored in report.shape_mismatched)
 
 
+def describe(report, key_file=None):
+    """One short line for the log: the report itself when every key fits, else the summary (full list to a file)."""
+    if report.ok:
+        return str(report)
+    key_file = key_file or key_report_path(report.path)
+    write_key_file(report, key_file)
+    return f"{report.path}: partial load; " + "; ".join(summarise(report, key_file))
+
+
 def load_reporting_keys(load_checkpoint, model, path, strict=True, key_file=None):
-    """`load_checkpoint(model, path, strict)`; when a strict load fails on keys, the error is summarised and the full
-    list written to `key_file` (default: see key_report_path)."""
+    """`load_checkpoint(model, path, strict)` -> its KeyReport; when a strict load fails on keys, the error is
+    summarised and the full list written to `key_file` (default: see key_report_path)."""
     from ..modeling.checkpoint import CheckpointError, compare_keys, read_state_dict
 
     try:

@@ -87,6 +87,9 @@ def test_a_checkpoint_with_a_missing_key_stops_unless_partial_loading_is_allowed
     allowed = run_script(mini_root, "--model_path", partial, "--test_datasets", "LFW", "--allow_partial",
                          "--output", str(tmp_path / "lfw.json"))
     assert allowed.returncode == 0, allowed.stderr[-3000:]
+    assert (f"partial load; 1 key(s) of the model missing from the file, e.g. ['heads.task1.bottleneck.0._mean']; "
+            f"45 key(s) fit; the full list is in {tmp_path / 'lfw.keys.txt'}") in allowed.stdout
+    assert "missing\theads.task1.bottleneck.0._mean" in (tmp_path / "lfw.keys.txt").read_text()
     with open(tmp_path / "lfw.json", encoding="utf-8") as f:
         assert list(json.load(f)) == ["task1.lfw.Accuracy", "task1.lfw.Threshold", "task1.lfw.metric"]
 
