@@ -1,5 +1,6 @@
 """The YAML config loader: inheritance, overrides and every error case names the key and the file."""
 import os
+import re
 
 import pytest
 
@@ -243,3 +244,15 @@ def test_a_key_added_to_an_evaluation_section_is_refused_naming_it(path, section
     node["image_sise"] = 1
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['image_sise'\]"):
         check_evaluation_config(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("Eval.batch_size=0", "Eval.batch_size must be an integer >= 1, got 0"),
+    ("Eval.num_workers=-1", "Eval.num_workers must be an integer >= 0, got -1"),
+    ("Eval.batch_size=2.5", "Eval.batch_size must be an integer >= 1, got 2.5"),
+])
+def test_eval_counts_out_of_range_are_refused(override, message):
+    from allinone.evaluation.suite import check_evaluation_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_evaluation_config(load_config("configs/allinone/tiny_eval.yaml", [override]))
