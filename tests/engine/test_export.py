@@ -73,6 +73,6 @@ def test_the_originals_backbone_arguments_export_and_an_unknown_key_is_one_error
 
     misspelt = config_extending(tmp_path / "misspelt.yaml", tiny_config, ["sie_xsihu: 3.0"])
     result = export(misspelt, tmp_path / "model.pdparams", "task3", tmp_path / "export2", mini_root)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # a user error (USER_ERROR)
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: {misspelt}: unknown key Model.backbone.sie_xsihu;")
