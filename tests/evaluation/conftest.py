@@ -12,16 +12,6 @@ def spec_reference(spec_dir):
 
 
 @pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The miniature tree of every layout (tools/make_mini_datasets.py), once per session; read-only for tests."""
-    from allinone.data.mini import make_mini_datasets
-
-    root = str(tmp_path_factory.mktemp("mini_datasets"))
-    make_mini_datasets(root, seed=0)
-    return root
-
-
-@pytest.fixture(scope="session")
 def eval_reference(spec_reference):
     """The original evaluators' inputs (npz) and their results (json), made by running the original code."""
     with open(os.path.join(spec_reference, "eval_reference.json"), encoding="utf-8") as f:
