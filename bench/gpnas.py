@@ -3,7 +3,7 @@ architectures, scored on 3,000 unseen ones, the shape of the unseen-benchmark ch
 could reach (the noise-free score), then fit + predict time of all 8 tasks at 500 x 99,500 and the vectorised slow
 mode against PaddleSlim's own loops (measured on a slice in the same run, extrapolated linearly).
 
-    python bench/gpnas.py                  # every family, seeds 0 and 1, timing at 99,500: ~15 min on 2 cores
+    python bench/gpnas.py                  # every family, seeds 0 and 1, timing at 99,500: ~10 min on 2 cores
     python bench/gpnas.py --quick          # every family, seed 0, 1,000 test archs, timing at 20,000
     python bench/gpnas.py --families mixed,depth --seeds 0,1,2
 Exits 1 if ours falls below baseline-fast's mean tau on any family.

@@ -142,3 +142,5 @@ def test_score_prints_the_kendall_tau_of_a_submission_per_task(benchmark, tmp_pa
                                            abs=1e-4)
     assert main(["score", "--pred", submission, "--truth", benchmark["train"]]) == 2
     assert "is in only one of them" in capsys.readouterr().err
+    assert main(["score", "--pred", benchmark["test"], "--truth", benchmark["test_truth"]]) == 2
+    assert "gives every architecture the same cplfw_rank (0)" in capsys.readouterr().err
