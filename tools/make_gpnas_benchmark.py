@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 
+from allinone.utils.cli import positive_int
 from allinone.utils.env import configure_threads
 
 configure_threads()
@@ -249,13 +250,6 @@ def make_benchmark(out_dir, num_train=500, num_test=99500, seed=0, truth=False, 
         paths.append(os.path.join(out_dir, "CCF_UFO_test_truth.json"))
         write_ranking_json(paths[2], RankingSet(test_ids, test_codes, scores_to_ranks(test_scores)))
     return paths
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
 
 
 def main(argv=None):

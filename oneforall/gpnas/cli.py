@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from allinone.utils.cli import USER_ERROR, quiet_third_party, writable_file
 from allinone.utils.env import configure_threads
 
 from .data import TASKS, RankingSet, read_ranking_json, scores_to_ranks, write_ranking_json
@@ -69,6 +70,7 @@ def report_path(out):
 
 
 def run_fit_predict(args):
+    writable_file(args.out, "--out")  # before the fit, not after it
     train, test = read_ranking_json(args.train, ranked=True), read_ranking_json(args.test)
     model = fit_predictor(train, args.predictor, args.encoding, args.seed)
     if hasattr(model, "report"):
@@ -94,6 +96,7 @@ COMMANDS = {"cv": run_cv, "fit-predict": run_fit_predict, "score": run_score}
 
 
 def main(argv=None):
+    quiet_third_party()
     args = build_parser().parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -103,5 +106,5 @@ def main(argv=None):
             COMMANDS[args.command](args)
         except (ValueError, OSError) as err:  # SchemaError and ArchCodeError are ValueErrors
             print(f"error: {err}", file=sys.stderr)
-            return 2
+            return USER_ERROR
     return 0

@@ -112,6 +112,15 @@ def test_training_files_that_do_not_rank_are_refused_by_every_command(benchmark,
     assert not out.exists()
 
 
+def test_an_unwritable_submission_path_fails_before_the_fit(benchmark, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = str(blocker / "submit.json")
+    assert main(["fit-predict", "--train", benchmark["train"], "--test", benchmark["test"], "--out", out]) == 2
+    captured = capsys.readouterr()
+    assert "--out" in captured.err and "chosen per task" not in captured.out
+
+
 def test_a_json_key_given_twice_is_refused(benchmark, tmp_path, capsys):
     text = open(benchmark["train"]).read()
     doubled = text.replace('"arch2": {"cplfw_rank"', '"arch2": {"cplfw_rank": 3, "cplfw_rank"', 1)
