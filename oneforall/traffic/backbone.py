@@ -6,13 +6,15 @@ the segmentation head are [B, H*W, C] tokens before the final LayerNorm.
 The layers subclass allinone's Attention and Block (same parameter names: qkv, proj, norm1, mlp.fc1, ...), so the
 baseline's checkpoint keys come out unchanged (docs/traffic.md, "Model").
 """
+import functools
+
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import Constant, TruncatedNormal
 
-from allinone.modeling.vision_transformer import LAYER_NORM_EPS, Attention, Block, DropPath
+from allinone.modeling.vision_transformer import LAYER_NORM_EPS, Attention, Block
 from allinone.registry import BACKBONES
 
 
@@ -39,13 +41,14 @@ class RelPosAttention(Attention):
     `table_size` is the grid side the tables are built for (window side, or the global grid of `img_size`).
     """
 
-    def __init__(self, dim, num_heads, table_size, qkv_bias=True):
-        super().__init__(dim, num_heads, qkv_bias=qkv_bias, fused=False)
+    def __init__(self, dim, num_heads, head_dim=None, qkv_bias=True, qk_scale=None, attn_drop=0.0, proj_drop=0.0,
+                 fused=False, *, table_size):
+        super().__init__(dim, num_heads, head_dim, qkv_bias, qk_scale, attn_drop, proj_drop, fused=False)
         self.rel_pos_h = self.create_parameter([2 * table_size - 1, self.head_dim], default_initializer=Constant(0.0))
         self.rel_pos_w = self.create_parameter([2 * table_size - 1, self.head_dim], default_initializer=Constant(0.0))
 
     def forward(self, x, segments=None):
-        batch, height, width, dim = x.shape
+        batch, height, width, _ = x.shape
         tokens = height * width
         qkv = self.qkv(x).reshape([batch, tokens, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
         q, k, v = qkv.unbind(axis=0)  # B, heads, N, head_dim each
@@ -53,8 +56,8 @@ class RelPosAttention(Attention):
         attn = paddle.matmul(q, k, transpose_y=True)  # B, heads, N, N
         attn = attn + self.relative_bias(q, height, width)
         attn = F.softmax(attn, axis=-1)
-        out = paddle.matmul(attn, v).transpose([0, 2, 1, 3]).reshape([batch, height, width, dim])
-        return self.proj(out)
+        out = paddle.matmul(self.attn_drop(attn), v).transpose([0, 2, 1, 3])
+        return self.proj_drop(self.proj(out.reshape([batch, height, width, self.inner_dim])))
 
     def relative_bias(self, q, height, width):
         """q.R_h[i_q, i_k] + q.R_w[j_q, j_k] as a [B, heads, N, N] additive bias."""
@@ -73,9 +76,8 @@ class GridBlock(Block):
     (grid zero-padded bottom/right to a multiple of the window, padded tokens unmasked, output cropped back)."""
 
     def __init__(self, dim, num_heads, mlp_ratio, qkv_bias, drop_path, window_size, table_size):
-        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, None, drop_path=drop_path)
-        self.attn = RelPosAttention(dim, num_heads, table_size, qkv_bias)
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        super().__init__(dim, num_heads, None, int(dim * mlp_ratio), qkv_bias, drop_path=drop_path,
+                         attn_layer=functools.partial(RelPosAttention, table_size=table_size))
         self.window_size = window_size
 
     def forward(self, x, segments=None):
@@ -84,11 +86,11 @@ class GridBlock(Block):
         if self.window_size:
             height, width = x.shape[1], x.shape[2]
             windows, padded = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(windows), self.window_size, padded, (height, width))
+            x = window_unpartition(self.attn(windows, segments), self.window_size, padded, (height, width))
         else:
-            x = self.attn(x)
+            x = self.attn(x, segments)
         x = shortcut + self.drop_path(x)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x), segments))
 
     def extra_repr(self):
         return f"window_size={self.window_size}"
