@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from allinone.data.common import errors_as_samples
 from allinone.data.io import ImageReadError
 from allinone.data.transforms import seeded_global_rngs
+from allinone.registry import TRAIN_DATASETS
 
 from .collate import detection_collate, stack_collate
 
@@ -67,6 +68,20 @@ class TrafficDataset(paddle.io.Dataset):
         _check_split(split)
         self.split, self.transform = split, transform
 
+    @classmethod
+    def from_config(cls, task, root, split="train", transform=None, **kwargs):
+        """For allinone's train loader: `transform` holds the keyword arguments of the task's transform."""
+        from .transforms import build_transform
+
+        if task != cls.task:
+            raise ValueError(f"{cls.__name__} serves task {cls.task!r}, not {task!r}")
+        return cls(root or "datasets", split, build_transform(task, split == "train", **(transform or {})), **kwargs)
+
+    @property
+    def targets(self):
+        """One label per item for the samplers (all 0 unless the task has image labels)."""
+        return np.zeros(len(self.items), np.int64)
+
     def __len__(self):
         return len(self.items)
 
@@ -86,6 +101,7 @@ class TrafficDataset(paddle.io.Dataset):
     collate = staticmethod(stack_collate)
 
 
+@TRAIN_DATASETS.register(name="TrafficClassification")
 class ClassificationDataset(TrafficDataset):
     """`cls/{train,val}.txt` lines `<file> <class id>` (ids used as they are, 0..K-1), images in `cls/<split>/`;
     test: every file of `cls/test/`, sorted by name. Sample: image (RGB uint8), targets, name."""
@@ -116,11 +132,16 @@ class ClassificationDataset(TrafficDataset):
     def targets(self):
         return np.array([label for _, label in self.items], dtype=np.int64)
 
+    @property
+    def num_classes(self):
+        return int(self.targets.max()) + 1
+
     def load(self, index):
         path, label = self.items[index]
         return {"images": read_rgb_pil(path), "targets": np.int64(label), "name": os.path.basename(path)}
 
 
+@TRAIN_DATASETS.register(name="TrafficDetection")
 class DetectionDataset(TrafficDataset):
     """COCO json `dec/<split>.json` with images in `dec/<split>/`. Category ids (ascending) map to labels 0..K-1.
     Images without a usable box are dropped in training (crowd, ignored, degenerate boxes are removed); val keeps
@@ -148,6 +169,7 @@ class DetectionDataset(TrafficDataset):
             self.category_ids = sorted(c["id"] for c in coco["categories"])
             self.items = self.read_items(coco, os.path.join(base, split), keep_empty=split != "train")
         self.label_of = {cid: label for label, cid in enumerate(self.category_ids)}
+        self.num_classes = len(self.category_ids)
         if not self.items:
             raise LayoutError(f"detection {split} split under {root} has no usable image")
 
@@ -184,14 +206,16 @@ class DetectionDataset(TrafficDataset):
     collate = staticmethod(detection_collate)
 
 
+@TRAIN_DATASETS.register(name="TrafficSegmentation")
 class SegmentationDataset(TrafficDataset):
     """`seg/images/<split>/*.jpg` with `seg/label/<split>/*.png` (train ids 0..18, 255 = ignore), paired by file
     stem; test: the images only. Sample: image (RGB uint8), targets [H, W] int64 (absent for test), name."""
 
     task = "segmentation"
 
-    def __init__(self, root, split="train", transform=None):
+    def __init__(self, root, split="train", transform=None, num_classes=19):
         super().__init__(split, transform)
+        self.num_classes = num_classes
         base = os.path.join(root, TEST_ROOT if split == "test" else TRAIN_ROOT, "seg")
         images = sorted(glob.glob(os.path.join(_require(os.path.join(base, "images", split),
                                                         "segmentation image folder"), "*.jpg")))

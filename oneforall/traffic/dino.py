@@ -330,6 +330,8 @@ class DINOTransformer(nn.Layer):
         reference_unact = enc_boxes_unact
         target = self.tgt_embed.weight.unsqueeze(0).tile([batch, 1, 1])
         attn_mask = dn_meta = None
+        if denoising is None and self.training:  # keep the denoising embedding in the graph (zero gradient)
+            target = target + 0.0 * self.denoising_class_embed.weight.sum()
         if denoising is not None:
             dn_queries, dn_boxes, attn_mask, dn_meta = denoising
             reference_unact = paddle.concat([dn_boxes, reference_unact], 1)

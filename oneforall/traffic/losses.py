@@ -102,8 +102,8 @@ class DINOLoss(nn.Layer):
             src, tgt = paddle.concat(src_boxes), paddle.concat(tgt_boxes)
             loss_bbox = (src - tgt).abs().sum() / num_gts
             loss_giou = (1 - generalized_iou(cxcywh_to_xyxy(src), cxcywh_to_xyxy(tgt))).sum() / num_gts
-        else:
-            loss_bbox = loss_giou = paddle.zeros([], logits.dtype)
+        else:  # zero, but in the graph: every rank then has gradients for the same parameters
+            loss_bbox = loss_giou = boxes.sum() * 0.0
         return {f"loss_class{suffix}": self.weights["class"] * loss_class,
                 f"loss_bbox{suffix}": self.weights["bbox"] * loss_bbox,
                 f"loss_giou{suffix}": self.weights["giou"] * loss_giou}
