@@ -2,7 +2,8 @@
 
     python -m oneforall.traffic.train -c configs/traffic/tiny_cpu.yaml [-o Section.key=value ...] [--resume [PATH]]
     python -m oneforall.traffic.train -c CONFIG --eval-only --resume PATH
-    python -m paddle.distributed.launch --nproc_per_node 2 -m oneforall.traffic.train -c CONFIG   # data parallel
+    sh scripts/train.sh configs/traffic/tiny_cpu.yaml [args]      # tools/train.py hands a traffic config here;
+                                                                  # NPROC=2 CPU processes or GPUS=... data parallel
 
 The recipe's step (`PerTaskStep`): one batch of every task, a separate forward and backward per task (gradients
 accumulate), one gradient all-reduce over the ranks, global-norm clipping and one AdamW update. Outputs (checkpoints,
@@ -50,10 +51,19 @@ def average_gradients(model, world_size):
     losses keep every used parameter in the graph, see DINOLoss)."""
     if world_size <= 1:
         return
-    for param in model.parameters():
-        if param.grad is not None:
-            dist.all_reduce(param.grad)
-            param.grad.scale_(1.0 / world_size)
+    with paddle.no_grad():
+        for param in model.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad.scale_(1.0 / world_size)
+
+
+def broadcast_parameters(model):
+    """Every rank starts from rank 0's weights (ranks seed their generators differently)."""
+    if dist.get_world_size() > 1:
+        with paddle.no_grad():
+            for tensor in model.state_dict().values():
+                dist.broadcast(tensor, src=0)
 
 
 def no_criterion(outputs, batch):
@@ -96,6 +106,7 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     model = build_traffic_model(cfg.Model)
     if train_cfg.get("init_checkpoint") and resume_path is None:
         logger.info("%s", load_checkpoint(model, train_cfg.init_checkpoint, strict=False))
+    broadcast_parameters(model)
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
     try:
@@ -136,7 +147,7 @@ def run(args):
     log = setup_logger(output_dir, rank=rank)
     seed_everything(cfg.Global.seed, rank)
     resume = find_resume_checkpoint(output_dir, args.resume) if args.resume is not None else None
-    evaluate_fn = make_evaluate_fn(cfg, data_root(cfg, args.root))
+    evaluate_fn = make_evaluate_fn(cfg, data_root(cfg, getattr(args, "root", None)))
     if args.eval_only:
         weights = resume or cfg.Train.get("init_checkpoint")
         if not weights:
@@ -146,7 +157,7 @@ def run(args):
         results = evaluate_fn(model)
         print(results, flush=True)
         return results
-    trainer = build_traffic_trainer(cfg, resume, evaluate_fn if cfg.Train.get("eval_period") else None, args.root)
+    trainer = build_traffic_trainer(cfg, resume, evaluate_fn if cfg.Train.get("eval_period") else None, getattr(args, "root", None))
     if rank == 0:
         cfg.dump(os.path.join(output_dir, "config.yaml"))
     log.info("training %s on %d process(es): iterations %d..%d, output %s", cfg.source, world_size, trainer.iter,

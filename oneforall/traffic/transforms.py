@@ -149,14 +149,15 @@ def resize_short_side(image, boxes, short, max_long):
 
 
 class DetectionTrain:
-    """Flip; then with probability 0.5 a short-side resize (long side capped), otherwise a short-side resize, a
-    random crop (boxes clipped, empty ones dropped) and the capped resize; normalise; boxes -> normalised cxcywh."""
+    """Flip; then with probability 1 - crop_prob a short-side resize (long side capped), otherwise a short-side
+    resize, a random crop (boxes clipped, empty ones dropped) and the capped resize; normalise; boxes -> normalised
+    cxcywh."""
 
     def __init__(self, short_sides=(480, 512, 544, 576, 608), max_long=608, crop_short_sides=(400, 500, 600),
-                 crop_range=(384, 600), flip_prob=0.5):
+                 crop_range=(384, 600), flip_prob=0.5, crop_prob=0.5):
         self.short_sides, self.max_long = tuple(short_sides), max_long
         self.crop_short_sides, self.crop_range = tuple(crop_short_sides), tuple(crop_range)
-        self.flip_prob = flip_prob
+        self.flip_prob, self.crop_prob = flip_prob, crop_prob
 
     def __call__(self, sample):
         image, boxes, classes = sample["images"], sample["gt_boxes"].astype(np.float32), sample["gt_classes"]
@@ -164,7 +165,7 @@ class DetectionTrain:
             image = image[:, ::-1]
             width = image.shape[1]
             boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
-        if random.random() >= 0.5:
+        if random.random() < self.crop_prob:
             image, boxes = resize_short_side(image, boxes, random.choice(self.crop_short_sides), None)
             image, boxes, classes = self.random_crop(image, boxes, classes)
         image, boxes = resize_short_side(image, boxes, random.choice(self.short_sides), self.max_long)

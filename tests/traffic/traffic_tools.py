@@ -17,3 +17,49 @@ def tiny_model_config(seg_classes=5, cls_classes=7, det_classes=4):
         },
     }
 
+
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYTHON = sys.executable
+TINY_CONFIG = os.path.join(ROOT, "configs", "traffic", "tiny_cpu.yaml")
+
+
+def tool_env(root, threads=1):
+    env = dict(os.environ, FASTREID_DATASETS=str(root), OMP_NUM_THREADS=str(threads), PYTHON=PYTHON,
+               PYTHONPATH=ROOT)
+    for var in [name for name in env if name.startswith("PADDLE_")]:
+        del env[var]  # a test run inside a launched job must not join it
+    return env
+
+
+def write_config(path, edit):
+    """tiny_cpu.yaml resolved, changed by `edit(dict)`, written to `path` (a standalone YAML)."""
+    from allinone.config import load_config
+
+    data = load_config(TINY_CONFIG).to_dict()
+    edit(data)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    return str(path)
+
+
+def train_command(config, output_dir, *args):
+    return [PYTHON, os.path.join(ROOT, "tools", "train.py"), "-c", str(config), "-o",
+            f"Global.output_dir={output_dir}", *args]
+
+
+def run_train(config, output_dir, root, *args, timeout=300):
+    return subprocess.run(train_command(config, output_dir, *args), cwd=ROOT, env=tool_env(root),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def model_state(path):
+    return {key: np.asarray(value) for key, value in paddle.load(str(path), return_numpy=True)["model"].items()}
