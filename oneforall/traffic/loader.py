@@ -31,8 +31,10 @@ class ClassAwareSampler:
         drawn = self.rng.choice(self.classes, self.batch_size, replace=True)
         batch = []
         for cls, count in zip(*np.unique(drawn, return_counts=True)):
-            members = self.members[int(cls)]
-            batch.extend(self.rng.choice(members, count, replace=count > len(members)).tolist())
+            members = self.rng.permutation(self.members[int(cls)])
+            if count > len(members):  # every image once, the rest drawn again
+                members = np.concatenate([members, self.rng.choice(members, count - len(members))])
+            batch.extend(members[:count].tolist())
         self.rng.shuffle(batch)
         return batch
 
