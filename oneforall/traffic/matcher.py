@@ -28,7 +28,7 @@ def linear_assignment(cost):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     row_potential = np.zeros(rows + 1)
     col_potential = np.zeros(cols + 1)
-    owner = np.zeros(cols + 1, dtype=np.int64)  # owner[j] = 1-based row matched to column j (0: free); j = 0 is the root
+    owner = np.zeros(cols + 1, dtype=np.int64)  # 1-based row matched to column j (0: free); column 0 is the root
     previous = np.zeros(cols + 1, dtype=np.int64)  # column before j on the shortest path
     for row in range(1, rows + 1):
         owner[0] = row

@@ -157,7 +157,8 @@ def run(args):
         results = evaluate_fn(model)
         print(results, flush=True)
         return results
-    trainer = build_traffic_trainer(cfg, resume, evaluate_fn if cfg.Train.get("eval_period") else None, getattr(args, "root", None))
+    trainer = build_traffic_trainer(cfg, resume, evaluate_fn if cfg.Train.get("eval_period") else None,
+                                    getattr(args, "root", None))
     if rank == 0:
         cfg.dump(os.path.join(output_dir, "config.yaml"))
     log.info("training %s on %d process(es): iterations %d..%d, output %s", cfg.source, world_size, trainer.iter,

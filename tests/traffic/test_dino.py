@@ -18,7 +18,8 @@ def tiny_transformer(**kwargs):
 
 def test_denoising_groups_and_attention_mask():
     model = tiny_transformer()
-    gt_boxes = [paddle.to_tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.2]]), paddle.to_tensor([[0.6, 0.4, 0.3, 0.3]])]
+    gt_boxes = [paddle.to_tensor([[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.2]]),
+                paddle.to_tensor([[0.6, 0.4, 0.3, 0.3]])]
     gt_classes = [paddle.to_tensor([1, 3]), paddle.to_tensor([2])]
     queries, boxes, mask, meta = model.denoising_queries(gt_boxes, gt_classes)
     groups = 9 // 2  # max 2 GT per image
