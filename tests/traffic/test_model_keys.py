@@ -1,5 +1,5 @@
-"""The traffic model's state dict equals the baseline's 565 keys and shapes; its LR multipliers equal the baseline's;
-checkpoints load strictly with a key report."""
+"""The model of configs/traffic/vitbase_3tasks.yaml has the baseline's 565 state-dict keys and shapes, and the
+config's optimizer parameter groups give the baseline's LR multipliers; checkpoints load strictly with a key report."""
 import json
 import os
 
@@ -8,10 +8,13 @@ import pytest
 from traffic_tools import tiny_model_config
 
 from allinone.modeling.checkpoint import CheckpointError, load_checkpoint
-from oneforall.traffic.model import baseline_model_config, build_traffic_model, lr_multiplier
+from allinone.config import load_config
+from allinone.engine.solver import lr_multipliers, parameter_groups
+from oneforall.traffic.model import build_traffic_model
 
-SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "spec",
-                    "checkpoints", "traffic_baseline_keys.json")
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = os.path.join(TESTS, "fixtures", "spec", "checkpoints", "traffic_baseline_keys.json")
+RECIPE = os.path.join(os.path.dirname(TESTS), "configs", "traffic", "vitbase_3tasks.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +24,14 @@ def baseline():
 
 
 @pytest.fixture(scope="module")
-def lazy_model():
+def recipe():
+    return load_config(RECIPE)
+
+
+@pytest.fixture(scope="module")
+def lazy_model(recipe):
     with paddle.LazyGuard():  # shapes without allocating 118 M weights
-        return build_traffic_model(baseline_model_config())
+        return build_traffic_model(recipe.Model)
 
 
 def test_keys_and_shapes_equal_the_baseline(baseline, lazy_model):
@@ -38,12 +46,15 @@ def test_unique_parameter_count(baseline, lazy_model):
     assert sum(int(p.size) for _, p in lazy_model.named_parameters()) == baseline["param_count_unique"]
 
 
-def test_lr_multipliers_equal_the_baseline(baseline, lazy_model):
-    names = [name for name, _ in lazy_model.named_parameters()]
-    wrong = {name: (lr_multiplier(name), baseline["lr_mult"].get(name, 1.0)) for name in names
-             if lr_multiplier(name) != baseline["lr_mult"].get(name, 1.0)}
-    assert wrong == {}
-    assert sum(lr_multiplier(name) == 1.5 for name in names) == 110
+def test_lr_multipliers_equal_the_baseline(baseline, recipe, lazy_model):
+    """The trainable parameters' multipliers (BatchNorm's running statistics take no gradient and are left out)."""
+    groups = parameter_groups(lazy_model, recipe.Optimizer.param_groups)
+    bias_factor = lr_multipliers(lazy_model, recipe.Optimizer.bias_lr_factor)
+    ours = {name: bias_factor[name] * groups.get(name, (1.0, None))[0] for name in bias_factor}
+    expected = {name: baseline["lr_mult"].get(name, 1.0) for name in ours}
+    assert {name: (ours[name], expected[name]) for name in ours if ours[name] != expected[name]} == {}
+    assert sum(value == 1.5 for value in ours.values()) == 110
+    assert sum(value == 10.0 for value in ours.values()) == 38 - 2 * 5  # minus the statistics of 5 BatchNorms
 
 
 def test_aux_branches_share_weights(lazy_model):
