@@ -1,5 +1,6 @@
 """Prediction over a split gives the submission's entries (names, image ids, json category ids, full-size masks),
 and the fine-tuning script checks its arguments."""
+import json
 import os
 import subprocess
 
@@ -57,3 +58,21 @@ def test_finetune_script_names_a_missing_layout(tmp_path):
     result = subprocess.run(["sh", os.path.join(ROOT, "scripts", "finetune.sh"), str(tmp_path),
                              str(tmp_path / "missing.pdparams")], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "missing.pdparams not found" in result.stderr
+
+
+def test_test_script_writes_the_submission_of_a_traffic_config(root, tmp_path):
+    from allinone.config import load_config
+    from traffic_tools import TINY_CONFIG, tool_env
+
+    paddle.seed(0)
+    model = build_traffic_model(load_config(TINY_CONFIG).Model)
+    paddle.save(model.state_dict(), str(tmp_path / "model.pdparams"))
+    output = tmp_path / "sub.json"
+    result = subprocess.run(["sh", os.path.join(ROOT, "scripts", "test.sh"), TINY_CONFIG, "--model_path",
+                             str(tmp_path / "model.pdparams"), "--root", root, "--output", str(output)],
+                            cwd=str(tmp_path), env=tool_env(root), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(output, encoding="utf-8") as f:
+        submission = json.load(f)
+    assert list(submission) == ["seg", "cls", "dec"]
+    assert len(submission["cls"]) == 6 and len(submission["seg"]) == 2 and len(submission["dec"]) == 3 * 10
