@@ -28,7 +28,7 @@ def small(data):
     train["trafficsign"].update(batch_size=2, transform={"short_sides": [64], "max_long": 80,
                                                          "crop_short_sides": [64, 72], "crop_range": [48, 64]})
     data["Train"].update(log_period=1, checkpoint_keep=2)
-    data["Optimizer"]["lr"]["warmup_iters"] = 2
+    data["Optimizer"]["lr"]["warmup_fraction"] = 0.34
 
 
 def comparable(data):
