@@ -146,3 +146,41 @@ def test_joint_forward_backward_reaches_every_used_parameter(tiny_model):
     paddle.add_n(losses).backward()
     no_grad = [n for n, p in tiny_model.named_parameters() if not p.stop_gradient and p.grad is None]
     assert no_grad and all(n.startswith("backbone.fpn1.") for n in no_grad)  # the unused stride-4 branch only
+
+
+def test_setr_loss_averages_ce_over_valid_pixels_with_aux_weights():
+    from oneforall.traffic.losses import setr_loss
+
+    rng = np.random.default_rng(5)
+    logits = [rng.normal(size=[2, 4, 3, 5]).astype("float32") for _ in range(3)]
+    labels = rng.integers(0, 4, size=[2, 3, 5])
+    labels[0, 0] = 255
+    valid = labels != 255
+
+    def ce(lg):
+        log_p = lg - np.log(np.exp(lg).sum(1, keepdims=True))
+        picked = np.take_along_axis(log_p, np.where(valid, labels, 0)[:, None], 1)[:, 0]
+        return -(picked * valid).sum() / valid.sum()
+
+    expected = ce(logits[0]) + 0.4 * ce(logits[1]) + 0.4 * ce(logits[2])
+    out = setr_loss([paddle.to_tensor(lg) for lg in logits], paddle.to_tensor(labels), (1.0, 0.4, 0.4))
+    assert float(out) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mask_position_embedding_of_a_padded_map():
+    from oneforall.traffic.dino import mask_position_embedding
+
+    mask = np.zeros([1, 3, 4], "float32")
+    mask[0, :2, :3] = 1
+    out = mask_position_embedding(paddle.to_tensor(mask), num_feats=4).numpy()[0]  # 8, 3, 4
+    y = (np.cumsum(mask[0], 0) - 0.5) / (np.cumsum(mask[0], 0)[-1:] + 1e-6) * 2 * np.pi
+    x = (np.cumsum(mask[0], 1) - 0.5) / (np.cumsum(mask[0], 1)[:, -1:] + 1e-6) * 2 * np.pi
+    dim_t = 10000 ** (2 * (np.arange(4) // 2) / 4)
+
+    def embed(v):
+        e = v[..., None] / dim_t
+        return np.stack([np.sin(e[..., 0::2]), np.cos(e[..., 1::2])], -1).reshape(3, 4, 4)
+
+    expected = np.concatenate([embed(y), embed(x)], -1).transpose(2, 0, 1)
+    valid = mask[0] > 0  # (a fully padded row divides by ~0: huge angles whose sine float32 cannot reproduce)
+    np.testing.assert_allclose(out[:, valid], expected[:, valid], rtol=1e-5, atol=1e-5)
