@@ -26,10 +26,10 @@ def small_config():
         "backbone": {"name": "WindowedViT", "img_size": 224, "patch_size": 16, "embed_dim": 192, "depth": 6,
                      "num_heads": 3, "mlp_ratio": 4.0, "window_size": 7, "drop_path_rate": 0.1},
         "heads": {
-            "segmentation": {"name": "SegmentationHead", "num_classes": 19, "embed_dim": 192, "channels": 64,
+            "segmentation": {"name": "TrafficSegmentationHead", "num_classes": 19, "embed_dim": 192, "channels": 64,
                              "block_index": 5, "aux_indices": [1, 3, 5, 5]},
-            "fgvc": {"name": "ClassificationHead", "in_dim": 192, "hidden_dim": 96, "num_classes": 196},
-            "trafficsign": {"name": "DetectionHead", "num_classes": 45, "hidden_dim": 128, "num_queries": 100,
+            "fgvc": {"name": "TrafficClassificationHead", "in_dim": 192, "hidden_dim": 96, "num_classes": 196},
+            "trafficsign": {"name": "TrafficDetectionHead", "num_classes": 45, "hidden_dim": 128, "num_queries": 100,
                             "in_channels": [192] * 4, "num_heads": 8, "num_encoder_layers": 3,
                             "num_decoder_layers": 3, "dim_feedforward": 512, "num_denoising": 40},
         },
@@ -145,6 +145,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     configure_threads(args.threads)
     import paddle
 

@@ -16,7 +16,7 @@ from .dino import DINOTransformer
 from .losses import DINOLoss, setr_loss, smoothed_cross_entropy
 
 
-@HEADS.register()
+@HEADS.register(name="TrafficClassificationHead")
 class ClassificationHead(nn.Layer):
     def __init__(self, in_dim=768, hidden_dim=384, num_classes=196, level=2, label_smoothing=0.1):
         super().__init__()
@@ -33,7 +33,7 @@ class ClassificationHead(nn.Layer):
                                                                                    self.label_smoothing)}}
 
 
-@HEADS.register()
+@HEADS.register(name="TrafficDetectionHead")
 class DetectionHead(nn.Layer):
     """DINO + loss + top-k post-processing. Batch keys: images, pad_mask (train), gt_boxes / gt_classes (train: lists
     of normalised cxcywh [n, 4] and contiguous labels [n]), im_shape and scale_factor [B, 2] (eval, (h, w))."""
@@ -109,7 +109,7 @@ class PUPDecoder(nn.Layer):
         return logits
 
 
-@HEADS.register()
+@HEADS.register(name="TrafficSegmentationHead")
 class SegmentationHead(nn.Layer):
     """SETR-PUP with the loss; every logit map is resized to the input (bilinear, align_corners=True).
     Batch keys: images, targets [B, H, W] int64 (train). Eval returns {"logits": [B, K, H, W]}."""
