@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.nn.initializer import Constant, Normal, XavierUniform
+from paddle.nn.initializer import Constant, Normal, Uniform, XavierUniform
 
 from .boxes import cxcywh_to_xyxy, inverse_sigmoid, xyxy_to_cxcywh
 from .deformable import MSDeformableAttention
@@ -199,13 +199,18 @@ class DINOTransformer(nn.Layer):
         self.reset_parameters()
 
     def reset_parameters(self):
+        """PaddleDetection's initialisation: score heads uniform(+-1/sqrt(fan_in)) with the bias of a 0.01 prior,
+        last box-MLP layers zero, Xavier for the query and position projections, normal level embeddings."""
         prior_bias = Constant(-math.log((1 - 0.01) / 0.01))
+        bound = 1 / math.sqrt(self.hidden_dim)
         for head in [self.enc_score_head, *self.dec_score_head]:
+            Uniform(-bound, bound)(head.weight)
             prior_bias(head.bias)
         for mlp in [self.enc_bbox_head, *self.dec_bbox_head]:
             Constant(0.0)(mlp.layers[-1].weight)
             Constant(0.0)(mlp.layers[-1].bias)
         XavierUniform()(self.enc_output[0].weight)
+        Uniform(-bound, bound)(self.enc_output[0].bias)
         XavierUniform()(self.tgt_embed.weight)
         Normal()(self.level_embed.weight)
         for layer in self.query_pos_head.layers:
