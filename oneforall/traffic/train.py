@@ -27,6 +27,8 @@ SECTIONS = ("Global", "Model", "Data", "Train", "Optimizer")
 TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", "eval_period", "init_checkpoint",
               "step")
 DATA_KEYS = ("root", "num_workers", "train", "eval")
+GLOBAL_KEYS = ("seed", "num_threads", "output_dir")
+EVAL_KEYS = ("batch_size", "transform", "num_classes")
 
 
 @STEPS.register()
@@ -72,14 +74,24 @@ def no_criterion(outputs, batch):
 
 
 def check_config(cfg):
+    """Raise ConfigError naming any unknown section or key (the model and data sets refuse unknown arguments when
+    they are built)."""
+    from allinone.engine.solver import LR_KEYS, OPTIMIZER_KEYS
+
     unknown = sorted(set(cfg) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown} in {cfg.source}; allowed: {list(SECTIONS)}")
     for section in SECTIONS[1:]:
         if section not in cfg:
             raise ConfigError(f"{cfg.source}: a traffic training config needs a '{section}' section")
+    if "Global" in cfg:
+        cfg.Global.check_keys(GLOBAL_KEYS, "Global")
     cfg.Train.check_keys(TRAIN_KEYS, "Train")
     cfg.Data.check_keys(DATA_KEYS, "Data")
+    cfg.Optimizer.check_keys(OPTIMIZER_KEYS, "Optimizer")
+    cfg.Optimizer.lr.check_keys(LR_KEYS, "Optimizer.lr")
+    for task, spec in (cfg.Data.get("eval") or {}).items():
+        spec.check_keys(EVAL_KEYS, f"Data.eval.{task}")
 
 
 def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
