@@ -221,6 +221,16 @@ def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
     from allinone.evaluation.suite import check_evaluation_config
 
     cfg = load_config(path)
+    if "Data" in cfg:  # a traffic config, read by oneforall.traffic.train (docs/traffic.md)
+        import paddle
+
+        from oneforall.traffic.model import build_traffic_model
+        from oneforall.traffic.train import check_config
+
+        check_config(cfg)
+        with paddle.LazyGuard():
+            build_traffic_model(cfg.Model)
+        return
     if "Eval" in cfg:
         check_evaluation_config(cfg)
     if "Train" in cfg:
