@@ -1,16 +1,37 @@
 """YAML configuration: nested attribute access, `_base_` inheritance and `-o a.b.c=value` overrides.
 
-A file may name the files it extends in `_base_` (a path or a list of paths, relative to the file). Bases are merged
-in order, then the file itself on top. Dicts merge key by key; every other value (lists included) is replaced.
-A value may only be replaced by one of the same type (an int may become a float, `null` accepts anything), so a typo'd
-structure fails loudly. Overrides from the command line may only replace keys that exist.
+A file may name the files it extends in `_base_` (a path or a list of paths, relative to the file, else to the
+project root). Bases are merged in order, then the file itself on top. Dicts merge key by key; every other value
+(lists included) is replaced. A value may only be replaced by one of the same type (an int may become a float, `null`
+accepts anything), so a typo'd structure fails loudly. Overrides from the command line may only replace keys that
+exist, and may not set a number or a switch to `null`.
+
+Numbers are read as people write them: `1e-3` is a float (YAML 1.1, PyYAML's dialect, reads it as a string).
 """
 import copy
 import os
+import re
 
 import yaml
 
 BASE_KEY = "_base_"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3`, `5E4`, `-2e+1` as floats."""
+
+
+# copy the per-character resolver lists: appending to the inherited ones would change yaml.SafeLoader itself
+_Loader.yaml_implicit_resolvers = {char: list(resolvers)
+                                   for char, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
+
+
+def yaml_load(text_or_stream):
+    """yaml.safe_load with the number rule above."""
+    return yaml.load(text_or_stream, Loader=_Loader)  # noqa: S506  (_Loader is a SafeLoader)
 
 
 class ConfigError(ValueError):
@@ -127,7 +148,7 @@ def _merge(base, update, source, prefix=""):
 def _read_yaml(path):
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = yaml_load(f)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if data is None:
@@ -149,11 +170,21 @@ def _load_tree(path, chain):
         raise ConfigError(f"{path}: '{BASE_KEY}' must be a path or a list of paths, got {bases!r}")
     merged = {}
     for base in bases:
-        base_path = os.path.join(os.path.dirname(path), base)
-        if not os.path.isfile(base_path):
-            raise ConfigError(f"{path}: {BASE_KEY} file '{base}' not found (looked for {base_path})")
+        base_path = _find_base(base, path)
         merged = _merge(merged, _load_tree(base_path, chain + [path]), base_path)
     return _merge(merged, data, path)
+
+
+def _find_base(base, including):
+    """A `_base_` entry: relative to the including file, else to the project root (absolute paths as they are)."""
+    candidates = [os.path.join(os.path.dirname(including), base)]
+    if not os.path.isabs(base):
+        candidates.append(os.path.join(project_root(), base))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise ConfigError(f"{including}: {BASE_KEY} file '{base}' not found (looked for "
+                      f"{' and '.join(os.path.abspath(c) for c in candidates)})")
 
 
 def parse_override(text):
@@ -165,7 +196,7 @@ def parse_override(text):
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}': empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override '{text}': value is not valid YAML: {err}") from None
     return key.split("."), value
@@ -187,6 +218,9 @@ def apply_overrides(cfg, overrides):
             raise ConfigError(f"override '{text}': unknown key '{'.'.join(parts)}' in {cfg.source or 'config'}; "
                               f"keys there: {known}")
         old = node[last]
+        if value is None and isinstance(old, (int, float)):  # numbers and switches (bool is an int)
+            raise ConfigError(f"override '{text}': key '{'.'.join(parts)}' in {cfg.source or 'config'} is "
+                              f"{_type_name(old)} ({old!r}); null is not a {_type_name(old)} (give a value)")
         if not _compatible(old, value):
             raise ConfigError(f"override '{text}': key '{'.'.join(parts)}' in {cfg.source or 'config'} is "
                               f"{_type_name(old)} ({old!r}), got {_type_name(value)}")

@@ -12,7 +12,7 @@ Three test loaders per worker count (the baseline is the first with 0 workers):
     python bench/data_loading.py --full    # 800 JPEGs
 
 The target: decoding must not starve the model at batch 8 of 384x384. For scale, ViT-L/16 at 384 runs at about
-300 img/s on an RTX 4090 in AMP at large batch (spec, compute anchors), far less in fp32 at batch 8.
+300 img/s on an RTX 4090 in AMP at large batch, far less in fp32 at batch 8.
 """
 import argparse
 import os

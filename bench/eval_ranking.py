@@ -21,7 +21,7 @@ from allinone.utils.env import configure_threads  # noqa: E402
 
 DIM = 1024
 # query, gallery, ids, cameras, distractor images in the gallery (pid 0), as the evaluator builds them
-# (spec published.md 2.2)
+# (the published test-set sizes, docs/data.md)
 REID_SIZES = {
     "market1501": dict(num_query=3368, num_gallery=15913, num_ids=750, num_cams=6, num_distractors=2798),
     "msmt17": dict(num_query=11659, num_gallery=82161, num_ids=3060, num_cams=15, num_distractors=0),

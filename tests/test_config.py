@@ -1,5 +1,6 @@
 """The YAML config loader: inheritance, overrides and every error case names the key and the file."""
 import os
+import re
 
 import pytest
 
@@ -158,3 +159,110 @@ def test_every_shipped_config_loads():
     paths = [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".yaml")]
     for path in paths:
         load_config(path)
+
+
+def test_a_base_path_is_tried_relative_to_the_file_then_to_the_project_root(tmp_path):
+    outside = write(tmp_path, "elsewhere/mine.yaml", "_base_: configs/allinone/tiny_parity.yaml\nGlobal: {seed: 7}\n")
+    cfg = load_config(outside)
+    assert cfg.Global.seed == 7 and cfg.Model.backbone.embed_dim == 64
+    # a file next to the including one wins over the project's
+    write(tmp_path, "elsewhere/configs/allinone/tiny_parity.yaml", "Model: {backbone: {embed_dim: 8}}\n")
+    assert load_config(outside).Model.backbone.embed_dim == 8
+
+
+def test_a_missing_base_says_where_it_looked(tmp_path):
+    from allinone.config import project_root
+
+    child = write(tmp_path, "child.yaml", "_base_: configs/nowhere.yaml\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(child)
+    assert str(tmp_path / "configs" / "nowhere.yaml") in str(err.value)
+    assert os.path.join(project_root(), "configs", "nowhere.yaml") in str(err.value)
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("-2.5E+2", -250.0), ("5e4", 50000.0), ("1.", 1.0),
+                                         ("[1e-3, 2]", [0.001, 2]), ("x1e3", "x1e3")])
+def test_numbers_are_read_as_people_write_them(tmp_path, text, value):
+    path = write(tmp_path, "a.yaml", f"lr: 0.1\nname: a\nlist: [0]\nfile_value: {text}\n")
+    cfg = load_config(path)
+    assert cfg.file_value == value
+    key = {float: "lr", list: "list", str: "name"}[type(value)]
+    assert load_config(path, [f"{key}={text}"])[key] == value
+
+
+def test_shipped_learning_rate_override_in_exponent_form_is_a_number():
+    cfg = load_config("configs/allinone/vitlarge_4tasks.yaml", ["Optimizer.lr.base_lr=1e-3"])
+    assert cfg.Optimizer.lr.base_lr == 0.001
+
+
+@pytest.mark.parametrize("key", ["Optimizer.grad_clip_norm", "Train.max_iter", "Train.amp.enabled"])
+def test_null_cannot_replace_a_number_or_a_switch_from_the_command_line(key):
+    with pytest.raises(ConfigError, match=rf"override '{key}=null'.*null is not a"):
+        load_config("configs/allinone/vitlarge_4tasks.yaml", [f"{key}=null"])
+
+
+def test_yaml_safe_load_itself_is_left_alone():
+    import yaml
+
+    load_config("configs/allinone/tiny_parity.yaml")
+    assert yaml.safe_load("1e-3") == "1e-3"
+
+
+def shipped_configs():
+    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    return sorted(os.path.relpath(os.path.join(d, f), os.path.join(root, ".."))
+                  for d, _, files in os.walk(root) for f in files if f.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("path", shipped_configs())
+def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
+    """Evaluation configs pass the evaluation check, training configs the training one too, and the tiny models
+    build: no key in a shipped config is silently ignored."""
+    from allinone.evaluation.suite import check_evaluation_config
+
+    cfg = load_config(path)
+    if "Data" in cfg:  # a traffic config, read by oneforall.traffic.train (docs/traffic.md)
+        import paddle
+
+        from oneforall.traffic.model import build_traffic_model
+        from oneforall.traffic.train import check_config
+
+        check_config(cfg)
+        with paddle.LazyGuard():
+            build_traffic_model(cfg.Model)
+        return
+    if "Eval" in cfg:
+        check_evaluation_config(cfg)
+    if "Train" in cfg:
+        from allinone.engine.build import check_training_config
+
+        check_training_config(cfg)
+    if "Model" in cfg and list(cfg.Model.backbone.get("img_size") or [384]) == [32, 32]:
+        from allinone import build_model
+
+        build_model(cfg)
+
+
+@pytest.mark.parametrize("path", [p for p in shipped_configs() if "eval" in p or "demo" in p or "4tasks" in p])
+@pytest.mark.parametrize("section", ["top", "Global", "Eval", "Eval.datasets[0]"])
+def test_a_key_added_to_an_evaluation_section_is_refused_naming_it(path, section):
+    from allinone.evaluation.suite import check_evaluation_config
+
+    cfg = load_config(path)
+    node = {"top": cfg, "Global": cfg.get("Global"), "Eval": cfg.Eval, "Eval.datasets[0]": cfg.Eval.datasets[0]}[
+        section]
+    node["image_sise"] = 1
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['image_sise'\]"):
+        check_evaluation_config(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("Eval.batch_size=0", "Eval.batch_size must be an integer >= 1, got 0"),
+    ("Eval.num_workers=-1", "Eval.num_workers must be an integer >= 0, got -1"),
+    ("Eval.batch_size=2.5", "Eval.batch_size must be an integer >= 1, got 2.5"),
+])
+def test_eval_counts_out_of_range_are_refused(override, message):
+    from allinone.evaluation.suite import check_evaluation_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_evaluation_config(load_config("configs/allinone/tiny_eval.yaml", [override]))

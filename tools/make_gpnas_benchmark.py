@@ -1,23 +1,22 @@
 """Write a synthetic GP-NAS benchmark in the exact competition schema (the real files are not redistributable).
 
+    python tools/make_gpnas_benchmark.py OUT_DIR [--family NAME] [--train 500] [--test 99500] [--seed 0] [--truth]
+
 Writes OUT_DIR/CCF_UFO_train.json (ranks 0..N-1 per task), OUT_DIR/CCF_UFO_test.json (ranks 0, like the
 competition's) and, with --truth, OUT_DIR/CCF_UFO_test_truth.json (the test ranks, to score a submission).
 
-Architectures are drawn uniformly from the search space (depth, then heads and mlp ratio per layer). With
-h_l, m_l in {-1, 0, 1} the centred heads and mlp ratio of layer l (0 for an absent layer) and D = depth - 11,
-the score of task t is a known function plus noise that differs per task:
-
-    s_t = a_t D + sum_l (b_tl h_l + c_tl m_l + e_tl h_l m_l) + sum_l f_tl m_l m_(l+1) - k_t (C / 12)^2 + noise_t
-    C = sum_l (h_l + m_l) + 2 D          (capacity: a saturating, non-additive width/depth effect)
-
-b, c (main effects) follow a layer profile shared by all tasks (early mlp and late heads matter more) plus task
-perturbations; e, f (per-layer interactions) and k are drawn per task; noise_t is Gaussian with a task-specific
-share of the signal's standard deviation (cplfw is the noisiest, as in the competition). Ranks order the scores.
+Architectures are drawn uniformly from the search space (depth, then heads and mlp ratio per layer). A *family*
+is a structurally different score function of the architecture (`--family`, see FAMILIES and docs/gpnas.md);
+within a family every task shares part of its parameters with the others (the tasks' ranks are correlated, as in
+the competition) and has its own part. Each task then gets noise whose share of the signal differs per task
+(cplfw the noisiest); ranks order the noisy scores. In the formulas h_l, m_l in {-1, 0, 1} are the centred heads
+and mlp ratio of layer l (0 for an absent layer) and D = depth - 11.
 """
 import argparse
 import os
 import sys
 
+from allinone.utils.cli import positive_int
 from allinone.utils.env import configure_threads
 
 configure_threads()
@@ -28,9 +27,24 @@ from oneforall.gpnas.arch import MAX_DEPTH  # noqa: E402
 from oneforall.gpnas.data import TASKS, RankingSet, scores_to_ranks, write_ranking_json  # noqa: E402
 from oneforall.gpnas.encodings import code_matrix, layer_values  # noqa: E402
 
-# noise standard deviation as a fraction of each task's clean-score standard deviation
-NOISE_SHARE = {"cplfw": 1.0, "market1501": 0.25, "dukemtmc": 0.2, "msmt17": 0.12, "veri": 0.2, "vehicleid": 0.45,
-               "veriwild": 0.15, "sop": 0.3}
+NUM_TASKS = len(TASKS)
+LAYER_POSITION = np.arange(MAX_DEPTH) / (MAX_DEPTH - 1)  # 0 for the first layer, 1 for the last
+# Noise: each task's best possible Kendall tau (clean score against noisy rank) is set a little above the tau the
+# competition's baseline reached on its leaderboard (cplfw .29, market1501 .86, dukemtmc .88, msmt17 .94, veri .89,
+# vehicleid .65, veriwild .90, sop .79). For Gaussian noise of sd s (in units of the clean score's sd) the
+# correlation is 1 / sqrt(1 + s^2) and tau = 2 / pi * arcsin(correlation), which gives s.
+CEILING_TAU = {"cplfw": 0.34, "market1501": 0.90, "dukemtmc": 0.92, "msmt17": 0.96, "veri": 0.93,
+               "vehicleid": 0.71, "veriwild": 0.94, "sop": 0.84}
+
+
+def noise_share(tau):
+    correlation = np.sin(np.pi * tau / 2)
+    return float(np.sqrt(1 / correlation ** 2 - 1))
+
+
+NOISE_SHARE = {task: noise_share(tau) for task, tau in CEILING_TAU.items()}
+# every task twice as noisy: a harder benchmark, where choosing a model from the training set is riskier
+DOUBLE_NOISE_SHARE = {task: 2 * share for task, share in NOISE_SHARE.items()}
 
 
 def sample_codes(count, rng, exclude=()):
@@ -47,50 +61,185 @@ def sample_codes(count, rng, exclude=()):
     return np.array(codes)
 
 
-def task_coefficients(rng):
-    """Per-task coefficients of the score function (see the module docstring)."""
-    layers = np.arange(MAX_DEPTH) / (MAX_DEPTH - 1)
-    heads_profile, mlp_profile = 0.4 + 0.6 * layers, 1.0 - 0.6 * layers
-    coefficients = {}
-    for task in TASKS:
-        coefficients[task] = {
-            "depth": rng.uniform(0.5, 2.0),
-            "heads": heads_profile * rng.uniform(0.5, 1.5, MAX_DEPTH),
-            "mlp": mlp_profile * rng.uniform(0.5, 1.5, MAX_DEPTH),
-            "heads_x_mlp": rng.normal(0, 0.25, MAX_DEPTH),
-            "mlp_x_next_mlp": rng.normal(0, 0.25, MAX_DEPTH - 1),
-            "saturation": rng.uniform(0.5, 2.0),
-        }
-    return coefficients
+class Features:
+    """What the score functions read from the codes: D [N], h and m [N, 12] (0 where absent), active [N, 12],
+    and the digit index 0/1/2 of each layer's heads and mlp choice (-1 where absent)."""
+
+    def __init__(self, codes):
+        depth, heads, mlp, self.active = layer_values(code_matrix(codes))
+        self.depth = depth - 11
+        self.h = np.where(self.active, heads - 11, 0.0)
+        self.m = np.where(self.active, (mlp - 3.5) / 0.5, 0.0)
+        self.heads_choice = np.where(self.active, self.h + 1, -1).astype(int)
+        self.mlp_choice = np.where(self.active, self.m + 1, -1).astype(int)
+        self.num = len(codes)
 
 
-def clean_scores(codes, coefficients):
-    """Noise-free score [N, T] of each architecture for each task."""
-    depth, heads, mlp, active = layer_values(code_matrix(codes))
-    h = np.where(active, heads - 11, 0.0)
-    m = np.where(active, (mlp - 3.5) / 0.5, 0.0)
-    d = depth - 11
-    capacity = h.sum(1) + m.sum(1) + 2 * d
-    columns = []
-    for task in TASKS:
-        c = coefficients[task]
-        columns.append(c["depth"] * d + h @ c["heads"] + m @ c["mlp"] + (h * m) @ c["heads_x_mlp"]
-                       + (m[:, :-1] * m[:, 1:]) @ c["mlp_x_next_mlp"] - c["saturation"] * (capacity / 12) ** 2)
-    return np.stack(columns, axis=1)
+def shared_plus_own(rng, shape, own_share=0.5):
+    """Per-task parameters [T, *shape]: a part shared by all tasks plus a task's own part."""
+    shared = rng.normal(size=shape)
+    return (1 - own_share) * shared + own_share * rng.normal(size=(NUM_TASKS,) + tuple(shape))
 
 
-def make_benchmark(out_dir, num_train=500, num_test=99500, seed=0, truth=False):
+def choice_effects(f, heads_table, mlp_table):
+    """Sum over present layers of a per-layer effect of each choice: tables [T, 12, 3] -> scores [N, T]."""
+    scores = np.zeros((f.num, NUM_TASKS))
+    for layer in range(MAX_DEPTH):
+        present = f.active[:, layer]
+        scores[present] += heads_table[:, layer, f.heads_choice[present, layer]].T
+        scores[present] += mlp_table[:, layer, f.mlp_choice[present, layer]].T
+    return scores
+
+
+def linear_effects(f, heads_weights, mlp_weights, depth_weight):
+    """D a_t + sum_l (b_tl h_l + c_tl m_l): weights [T, 12], [T, 12], [T] -> [N, T]."""
+    return f.depth[:, None] * depth_weight + f.h @ heads_weights.T + f.m @ mlp_weights.T
+
+
+def mixed(rng):
+    """Linear main effects with a layer profile (early mlp and late heads matter more), per-layer heads x mlp and
+    adjacent mlp x mlp interactions, and a saturating capacity term -k_t (C/12)^2, C = sum_l (h_l + m_l) + 2D."""
+    depth_weight = rng.uniform(0.5, 2.0, NUM_TASKS)
+    heads_weights = (0.4 + 0.6 * LAYER_POSITION) * rng.uniform(0.5, 1.5, (NUM_TASKS, MAX_DEPTH))
+    mlp_weights = (1.0 - 0.6 * LAYER_POSITION) * rng.uniform(0.5, 1.5, (NUM_TASKS, MAX_DEPTH))
+    heads_x_mlp = rng.normal(0, 0.25, (NUM_TASKS, MAX_DEPTH))
+    mlp_x_next = rng.normal(0, 0.25, (NUM_TASKS, MAX_DEPTH - 1))
+    saturation = rng.uniform(0.5, 2.0, NUM_TASKS)
+
+    def score(f):
+        capacity = f.h.sum(1) + f.m.sum(1) + 2 * f.depth
+        return (linear_effects(f, heads_weights, mlp_weights, depth_weight) + (f.h * f.m) @ heads_x_mlp.T
+                + (f.m[:, :-1] * f.m[:, 1:]) @ mlp_x_next.T - saturation * (capacity[:, None] / 12) ** 2)
+    return score
+
+
+def additive(rng):
+    """Each layer's heads and mlp choice has its own effect, not monotone in the value (e.g. mlp 3.5 best in some
+    layers), plus a depth effect per depth value."""
+    heads_table = shared_plus_own(rng, (MAX_DEPTH, 3))
+    mlp_table = shared_plus_own(rng, (MAX_DEPTH, 3))
+    depth_table = 2 * shared_plus_own(rng, (3,))
+
+    def score(f):
+        return choice_effects(f, heads_table, mlp_table) + depth_table[:, f.depth.astype(int) + 1].T
+    return score
+
+
+def saturating(rng):
+    """Accuracy saturates with the parameter count: s_t = tanh((P - P_mid) / width_t) with P the parameters of
+    the present layers (attention ~ heads, mlp ~ mlp ratio) weighted by a per-task layer importance."""
+    importance = np.exp(0.5 * shared_plus_own(rng, (MAX_DEPTH,)))
+    width = rng.uniform(0.3, 1.0, NUM_TASKS)
+    attention_share = rng.uniform(0.3, 0.7, NUM_TASKS)
+
+    def score(f):
+        heads, mlp = np.where(f.active, f.h + 11, 0.0), np.where(f.active, f.m * 0.5 + 3.5, 0.0)
+        per_layer = (attention_share[:, None, None] * (heads / 11)[None]
+                     + (1 - attention_share)[:, None, None] * (mlp / 3.5)[None])  # [T, N, 12]
+        params = (per_layer * importance[:, None, :]).sum(-1) / importance.sum(-1, keepdims=True)  # [T, N]
+        params = (params - params.mean(1, keepdims=True)) / params.std(1, keepdims=True)
+        return np.tanh(params / width[:, None] + 1.0).T
+    return score
+
+
+def interactions(rng):
+    """Weak main effects; strong interactions between the choices of adjacent layers and of random layer pairs
+    (a layer's width only helps when a neighbour is wide too)."""
+    heads_weights, mlp_weights = 0.3 * shared_plus_own(rng, (MAX_DEPTH,)), 0.3 * shared_plus_own(rng, (MAX_DEPTH,))
+    depth_weight = 0.5 * shared_plus_own(rng, ())
+    adjacent = shared_plus_own(rng, (2, 2, MAX_DEPTH - 1))  # [T, field a, field b, layer]
+    pairs = rng.choice(MAX_DEPTH, size=(6, 2))
+    pair_weights = shared_plus_own(rng, (6,))
+
+    def score(f):
+        fields = np.stack([f.h, f.m])  # [2, N, 12]
+        s = linear_effects(f, heads_weights, mlp_weights, depth_weight)
+        for a in range(2):
+            for b in range(2):
+                s += (fields[a][:, :-1] * fields[b][:, 1:]) @ adjacent[:, a, b].T
+        for k, (i, j) in enumerate(pairs):
+            s += np.outer(f.h[:, i] * f.m[:, j] + f.m[:, i] * f.h[:, j], pair_weights[:, k])
+        return s
+    return score
+
+
+def position_profile(profile):
+    """Main effects whose size follows a position profile over the layers (plus small interactions)."""
+    def family(rng):
+        heads_weights = profile * np.abs(shared_plus_own(rng, (MAX_DEPTH,), 0.3))
+        mlp_weights = profile * np.abs(shared_plus_own(rng, (MAX_DEPTH,), 0.3))
+        depth_weight = profile[-2:].sum() * np.abs(shared_plus_own(rng, ()))
+        heads_x_mlp = 0.2 * profile * shared_plus_own(rng, (MAX_DEPTH,))
+
+        def score(f):
+            return linear_effects(f, heads_weights, mlp_weights, depth_weight) + (f.h * f.m) @ heads_x_mlp.T
+        return score
+    return family
+
+
+def depth_returns(rng):
+    """Depth with diminishing returns: every present layer adds its width's worth, with a weight that decays with
+    the layer's position (the 11th and 12th layers add little), and the depth itself adds a concave gain."""
+    decay = rng.uniform(0.1, 0.3, NUM_TASKS)
+    gain = (1 + 0.5 * np.abs(shared_plus_own(rng, (), 0.3)))[:, None] * np.array([0.0, 1.0, 1.5])  # [T, 3]
+    heads_weights, mlp_weights = np.abs(shared_plus_own(rng, (MAX_DEPTH,))), np.abs(shared_plus_own(rng, (MAX_DEPTH,)))
+
+    def score(f):
+        weight = np.exp(-decay[:, None] * np.arange(MAX_DEPTH)[None])  # [T, 12]
+        contribution = (f.h + 1.5)[:, None, :] * heads_weights[None] + (f.m + 1.5)[:, None, :] * mlp_weights[None]
+        present = (contribution * weight[None] * f.active[:, None, :]).sum(-1)  # [N, T]
+        return 0.1 * present + gain[:, f.depth.astype(int) + 1].T
+    return score
+
+
+# name -> (score family, noise shares, noise distribution)
+FAMILIES = {
+    "mixed": (mixed, NOISE_SHARE, "gaussian"),
+    "additive": (additive, NOISE_SHARE, "gaussian"),
+    "saturating": (saturating, NOISE_SHARE, "gaussian"),
+    "interactions": (interactions, NOISE_SHARE, "gaussian"),
+    "early-layers": (position_profile(np.exp(-LAYER_POSITION * 3)), NOISE_SHARE, "gaussian"),
+    "late-layers": (position_profile(np.exp((LAYER_POSITION - 1) * 3)), NOISE_SHARE, "gaussian"),
+    "depth": (depth_returns, NOISE_SHARE, "gaussian"),
+    "heavy-tailed": (additive, NOISE_SHARE, "student-t"),
+    "noisy": (mixed, DOUBLE_NOISE_SHARE, "gaussian"),
+}
+
+
+def draw_noise(rng, shape, distribution):
+    """Unit-scale noise: Gaussian, or Student t with 2 degrees of freedom (rare large errors) scaled to the same
+    interquartile range."""
+    if distribution == "gaussian":
+        return rng.normal(size=shape)
+    return rng.standard_t(2, size=shape) * (1.349 / 1.633)
+
+
+def family_score(family, seed):
+    """The score function of `family` for benchmark `seed` (codes' Features -> clean scores [N, T])."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {sorted(FAMILIES)}")
+    return FAMILIES[family][0](np.random.default_rng([seed, 0]))
+
+
+def noise_free_scores(codes, family="mixed", seed=0):
+    """The clean scores [N, T] behind a benchmark's ranks: ranking by them gives the best tau any predictor can
+    reach on that benchmark."""
+    return family_score(family, seed)(Features(codes))
+
+
+def make_benchmark(out_dir, num_train=500, num_test=99500, seed=0, truth=False, family="mixed"):
     """Write the benchmark files into `out_dir`; returns their paths (train, test[, truth]). Separate random
     streams, and a noise scale taken from the training scores, keep the training file the same whatever the
     test size."""
-    coefficient_rng, train_rng, test_rng = (np.random.default_rng([seed, stream]) for stream in range(3))
-    coefficients = task_coefficients(coefficient_rng)
+    score = family_score(family, seed)
+    _, noise_share, noise = FAMILIES[family]
+    train_rng, test_rng = (np.random.default_rng([seed, stream]) for stream in (1, 2))
     train_codes = sample_codes(num_train, train_rng)
     test_codes = sample_codes(num_test, test_rng, exclude=train_codes)
-    train_clean, test_clean = clean_scores(train_codes, coefficients), clean_scores(test_codes, coefficients)
-    noise_sd = train_clean.std(axis=0) * np.array([NOISE_SHARE[task] for task in TASKS])
-    train_scores = train_clean + train_rng.normal(size=train_clean.shape) * noise_sd
-    test_scores = test_clean + test_rng.normal(size=test_clean.shape) * noise_sd
+    train_clean, test_clean = score(Features(train_codes)), score(Features(test_codes))
+    noise_sd = train_clean.std(axis=0) * np.array([noise_share[task] for task in TASKS])
+    train_scores = train_clean + draw_noise(train_rng, train_clean.shape, noise) * noise_sd
+    test_scores = test_clean + draw_noise(test_rng, test_clean.shape, noise) * noise_sd
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, "CCF_UFO_train.json"), os.path.join(out_dir, "CCF_UFO_test.json")]
     train_ids = [f"arch{i + 1}" for i in range(num_train)]
@@ -105,13 +254,18 @@ def make_benchmark(out_dir, num_train=500, num_test=99500, seed=0, truth=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", required=True, help="directory for CCF_UFO_train.json / CCF_UFO_test.json")
-    parser.add_argument("--train", type=int, default=500, help="number of ranked training architectures")
-    parser.add_argument("--test", type=int, default=99500, help="number of test architectures")
+    parser.add_argument("out_dir", nargs="?", help="directory for CCF_UFO_train.json / CCF_UFO_test.json")
+    parser.add_argument("--out-dir", dest="out_dir_option", help="the same as the positional OUT_DIR")
+    parser.add_argument("--family", default="mixed", choices=sorted(FAMILIES), help="score function (default: mixed)")
+    parser.add_argument("--train", type=positive_int, default=500, help="number of ranked training architectures")
+    parser.add_argument("--test", type=positive_int, default=99500, help="number of test architectures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth", action="store_true", help="also write the test ranks (CCF_UFO_test_truth.json)")
     args = parser.parse_args(argv)
-    for path in make_benchmark(args.out_dir, args.train, args.test, args.seed, args.truth):
+    if bool(args.out_dir) == bool(args.out_dir_option):
+        parser.error("give the output directory once: OUT_DIR or --out-dir OUT_DIR")
+    for path in make_benchmark(args.out_dir or args.out_dir_option, args.train, args.test, args.seed, args.truth,
+                               args.family):
         print(f"wrote {path}")
     return 0
 

@@ -52,6 +52,10 @@ def make_evaluate_fn(cfg, requested=None):
 
 def run(args):
     cfg = load_config(args.config, args.override)
+    if "Data" in cfg:  # a traffic three-task config (configs/traffic/, docs/traffic.md)
+        from oneforall.traffic.train import run as run_traffic
+
+        return run_traffic(args)
     configure_threads(cfg.get_path("Global.num_threads"))
     import paddle  # noqa: F401  (after the thread set-up)
 

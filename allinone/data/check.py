@@ -1,19 +1,21 @@
 """Check a data-set root before a long run: which sets load, their sizes against the published ones, and (with
---files) whether every listed image exists.
+--files) whether every listed image is a non-empty file with an image header.
 
     python -m allinone.data.check [--root DIR] [--files] [NAME ...]     # root default: $FASTREID_DATASETS
 
-Exit status 1 if a set fails to load or (with --files) misses images.
+Exit status 1 if a set fails to load or (with --files) has a missing, empty or non-image file; 2 for a wrong
+command line.
 """
 import argparse
 import logging
 import os
 import sys
 
+from ..utils.cli import quiet_third_party
 from ..utils.env import configure_threads
 
-# Published sizes (spec: published.md sec. 2): (train images, train ids, query, gallery) for ReID / retrieval /
-# training sets, (pairs,) for face sets. None = not published.
+# Published sizes (docs/data.md): (train images, train ids, query, gallery) for ReID / retrieval / training
+# sets, (pairs,) for face sets. None = not published.
 EXPECTED = {
     "CALFW": (6000,), "CPLFW": (6000,), "LFW": (6000,), "CFP_FF": (7000,), "CFP_FP": (7000,), "AgeDB_30": (6000,),
     "Market1501": (12936, 751, 3368, 15913),
@@ -34,17 +36,36 @@ def measure(dataset):
     return len(dataset.train), len({pid for _, pid, _ in dataset.train}), len(dataset.query), len(dataset.gallery)
 
 
+def image_file_problem(path):
+    """Why `path` cannot be a readable image ('missing', 'empty', 'not an image'), or None. Reads only the header:
+    a truncated body is found when the image is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        return "missing"
+    if os.path.getsize(path) == 0:
+        return "empty"
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError):
+        return "not an image"
+    return None
+
+
 def missing_images(dataset, limit=5):
-    """Up to `limit` listed image paths that are not files (images held in memory or in a .rec are not checked)."""
+    """Up to `limit` listed image files that are missing, empty or not images, as 'path (why)' (images held in
+    memory or in a .rec are not checked)."""
     sources = dataset.images if hasattr(dataset, "images") else [
         item[0] for item in dataset.train + dataset.query + dataset.gallery]
-    missing = []
+    bad = []
     for source in sources:
-        if isinstance(source, str) and not os.path.isfile(source):
-            missing.append(source)
-            if len(missing) == limit:
+        problem = image_file_problem(source) if isinstance(source, str) else None
+        if problem:
+            bad.append(f"{source} ({problem})")
+            if len(bad) == limit:
                 break
-    return missing
+    return bad
 
 
 def check(names, root, check_files=False, out=None):
@@ -70,11 +91,12 @@ def check(names, root, check_files=False, out=None):
             missing = missing_images(dataset)
             if missing:
                 healthy = False
-                print(f"{'':<15} missing images, e.g. {missing}", file=out)
+                print(f"{'':<15} unreadable images, e.g. {missing}", file=out)
     return healthy
 
 
 def main(argv=None):
+    quiet_third_party()
     configure_threads()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"registry names (default: {', '.join(EXPECTED)})")

@@ -19,7 +19,7 @@ from ..config import ConfigError
 from ..registry import OPTIMIZERS
 
 OPTIMIZER_KEYS = ("name", "momentum", "beta1", "beta2", "epsilon", "weight_decay", "grad_clip_norm",
-                  "bias_lr_factor", "head_lr_scale", "param_groups", "lr")
+                  "grad_clip_global_norm", "bias_lr_factor", "head_lr_scale", "param_groups", "lr")
 LR_KEYS = ("base_lr", "warmup_iters", "warmup_fraction", "eta_min")
 GROUP_KEYS = ("pattern", "lr_mult", "weight_decay")
 BIASED_LAYERS = (nn.Linear, nn.Conv2D)
@@ -172,7 +172,12 @@ def build_optimizer(opt_cfg, model, scheduler):
         param_groups.append(group)
     if not param_groups:
         raise ConfigError("Optimizer: every parameter is frozen (stop_gradient or lr_mult 0); nothing to train")
+    if opt_cfg.get("grad_clip_norm") and opt_cfg.get("grad_clip_global_norm"):
+        raise ConfigError("Optimizer: give grad_clip_norm (per tensor) or grad_clip_global_norm (all gradients "
+                          "together), not both")
     grad_clip = paddle.nn.ClipGradByNorm(float(opt_cfg.grad_clip_norm)) if opt_cfg.get("grad_clip_norm") else None
+    if opt_cfg.get("grad_clip_global_norm"):
+        grad_clip = paddle.nn.ClipGradByGlobalNorm(float(opt_cfg.grad_clip_global_norm))
     return factory(param_groups, scheduler, opt_cfg.weight_decay, grad_clip, **specific)
 
 

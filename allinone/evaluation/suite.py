@@ -1,22 +1,81 @@
-"""The evaluation table (`Eval.datasets` of a config) as steps shared by evaluation_script.py and training:
-select entries, read their test sets, extract features with the entry's head, evaluate, tabulate against the
-published numbers, flatten to the original's `task.dataset.metric` keys."""
+"""The evaluation table (`Eval.datasets` of a config), run the same way by evaluation_script.py and by training.
+
+`EvaluationSuite(cfg)` checks the table, reads every test set and builds its evaluator once (a bad entry or a missing
+folder fails before any inference); calling it with a model runs each test set: loader batches -> the model's eval
+output for the entry's head -> `evaluator.process`, then `evaluator.evaluate()`; it returns the metrics flattened to
+the original's `head.dataset.metric` keys and logs a table with the published numbers beside the measured ones.
+"""
 import logging
 import time
 from collections import OrderedDict
 
+import numpy as np
+
 from ..config import ConfigError
 
 logger = logging.getLogger("allinone.evaluation")
+
+EVAL_KEYS = ("batch_size", "num_workers", "datasets", "optional_datasets")
+ENTRY_KEYS = ("name", "dataset", "head", "evaluator", "published", "dataset_args", "evaluator_args")
+ENTRY_REQUIRED = ("name", "dataset", "head", "evaluator")
+EVAL_SECTIONS = ("Global", "Model", "Eval")
+TRAINING_SECTIONS = ("Train", "DataLoader", "Loss", "Optimizer")  # read by tools/train.py, which checks them
+EVAL_GLOBAL_KEYS = ("device", "seed", "num_threads")
+
+
+def check_evaluation_config(cfg):
+    """Refuse keys that evaluation would not read: unknown sections, Global keys and Eval keys (entries included).
+    A training config may be evaluated: its training sections (and Global.output_dir) are left to tools/train.py."""
+    if not cfg:
+        raise ConfigError(f"{cfg.source}: the config is empty; evaluation needs a Model and an Eval section (see "
+                          f"configs/allinone/vitlarge_eval.yaml)")
+    training = "Train" in cfg
+    cfg.check_keys(EVAL_SECTIONS + (TRAINING_SECTIONS if training else ()), "top level")
+    if "Global" in cfg:
+        cfg.Global.check_keys(EVAL_GLOBAL_KEYS + (("output_dir",) if training else ()), "Global")
+    for section in ("Model", "Eval"):
+        if section not in cfg:
+            raise ConfigError(f"{cfg.source}: no '{section}' section (evaluation needs Model and Eval; see "
+                              f"configs/allinone/vitlarge_eval.yaml)")
+    eval_cfg = cfg.Eval
+    eval_cfg.check_keys(EVAL_KEYS, "Eval")
+    for key, minimum in (("batch_size", 1), ("num_workers", 0)):
+        value = eval_cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{cfg.source}: Eval.{key} must be an integer >= {minimum}, got {value!r}")
+    for table in ("datasets", "optional_datasets"):
+        entries = eval_cfg.get(table) or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{cfg.source}: Eval.{table} must be a list of entries, got {entries!r}")
+        for position, entry in enumerate(entries):
+            where = f"Eval.{table}[{position}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{cfg.source}: {where} must be a mapping with keys {list(ENTRY_REQUIRED)}")
+            entry.check_keys(ENTRY_KEYS, where)
+            missing = [key for key in ENTRY_REQUIRED if key not in entry]
+            if missing:
+                raise ConfigError(f"{cfg.source}: {where} lacks {missing} (an entry needs {list(ENTRY_REQUIRED)})")
+    names = [entry.name for entry in list(eval_cfg.datasets or []) + list(eval_cfg.get("optional_datasets") or [])]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"{cfg.source}: the evaluation table names {repeated} more than once")
 
 
 def select_test_sets(eval_cfg, requested):
     """The Eval table entries named in `requested` ('A,B' or None = every entry of Eval.datasets), in that order."""
     default = list(eval_cfg.datasets)
     known = OrderedDict((entry.name, entry) for entry in default + list(eval_cfg.get("optional_datasets") or []))
-    if not requested:
+    if requested is None:
         return default
-    names = [name.strip() for name in requested.split(",") if name.strip()]
+    names = [name.strip() for name in requested.split(",")]
+    if not any(names):
+        raise ConfigError(f"--test_datasets is empty; give one or more of {list(known)} (comma-separated), or leave "
+                          f"it out to run all of Eval.datasets")
+    if not all(names):
+        raise ConfigError(f"--test_datasets '{requested}': an empty name between commas")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"--test_datasets '{requested}' names {repeated} more than once")
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ConfigError(f"--test_datasets: unknown name(s) {unknown}; the config's evaluation table "
@@ -29,11 +88,14 @@ def prepare(entry, root):
     evaluator arguments (`evaluator_args`, e.g. {num_draws: 10}) and that the evaluator can read the test set, so a
     bad entry fails before any inference."""
     from .. import data  # noqa: F401  (registers the dataset readers)
+    from .. import evaluation  # noqa: F401  (registers the evaluators)
     from ..registry import DATASETS, EVALUATORS
 
     evaluator_args = dict(entry.get("evaluator_args") or {})
     try:
         evaluator = EVALUATORS.build({"name": entry.evaluator, **evaluator_args})
+    except KeyError as err:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': {err.args[0]}") from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': evaluator_args {evaluator_args} do not fit "
                           f"{entry.evaluator} ({err})") from None
@@ -44,6 +106,8 @@ def prepare(entry, root):
     dataset_args = dict(entry.get("dataset_args") or {})
     try:
         test_set = DATASETS.build({"name": entry.dataset, "root": root, **dataset_args})
+    except KeyError as err:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': {err.args[0]}") from None
     except TypeError as err:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': dataset_args {dataset_args} do not fit "
                           f"{entry.dataset} ({err})") from None
@@ -54,26 +118,56 @@ def prepare(entry, root):
     return test_set, evaluator
 
 
-def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers):
-    """Features of the entry's head for the evaluator's images, then the evaluator's metrics (OrderedDict)."""
-    from ..inference import FeatureExtractor
+def eval_outputs(model, head, images):
+    """The model's eval output for `images` on `head`: through `model.embed` (the one eval path) when the model has
+    it, else the backbone followed by the head."""
+    if hasattr(model, "embed"):
+        return model.embed(head, images)
+    return model.heads[head](model.backbone(images))
 
+
+def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers, show_progress=True,
+                      distributed=False):
+    """Feed the evaluator every test image's model output (batches in data-set order), return its metrics.
+    `distributed`: call on every rank; each reads its share of the images and the evaluator gathers them. Else
+    this process reads every image (training evaluates on rank 0 alone)."""
+    import paddle
+    from tqdm import tqdm
+
+    from ..data import build_test_loader, build_test_transform
+
+    if entry.head not in model.heads:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}' names head '{entry.head}'; the model has "
+                          f"{list(model.heads)}")
+    evaluator.bind(test_set, distributed)
     images = evaluator.images(test_set)
-    extractor = FeatureExtractor(model, head=entry.head, batch_size=batch_size, num_workers=num_workers,
-                                 show_progress=True)
+    transform = build_test_transform(model.backbone.img_size)
+    shard = {} if distributed else {"rank": 0, "world_size": 1}
+    loader = build_test_loader(images, transform, batch_size, num_workers, **shard)
+    was_training = model.training
+    model.eval()
     start = time.perf_counter()
-    features = extractor.extract(images, desc=entry.name)
+    try:
+        with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=entry.name,
+                                    disable=not show_progress) as progress:
+            for batch in loader:
+                evaluator.process(batch, eval_outputs(model, entry.head, batch["images"]))
+                progress.update(int(np.asarray(batch["index"]).size))
+    finally:
+        if was_training:
+            model.train()
     seconds = time.perf_counter() - start
     logger.info("%s: %d images in %.1f s (%.1f images/s)", entry.name, len(images), seconds,
                 len(images) / max(seconds, 1e-9))
-    return evaluator.evaluate(features, test_set)
+    return evaluator.evaluate()
 
 
-def evaluate_all(model, entries, prepared, batch_size, num_workers):
+def evaluate_all(model, entries, prepared, batch_size, num_workers, distributed=False):
     """Every entry in order: its metrics per entry name (OrderedDict), each logged as it finishes."""
     results = OrderedDict()
     for entry in entries:
-        results[entry.name] = evaluate_test_set(model, entry, *prepared[entry.name], batch_size, num_workers)
+        results[entry.name] = evaluate_test_set(model, entry, *prepared[entry.name], batch_size, num_workers,
+                                                distributed=distributed)
         logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
     return results
 
@@ -98,3 +192,44 @@ def flat_results(entries, prepared, results):
     """{'task3.market1501.Rank-1': value, ...}: the keys the original printed at the end."""
     return OrderedDict((f"{entry.head}.{prepared[entry.name][0].dataset_name}.{metric}", float(value))
                        for entry in entries for metric, value in results[entry.name].items())
+
+
+class EvaluationSuite:
+    """`suite = EvaluationSuite(cfg, requested)` once (checks the table, reads the test sets, builds the
+    evaluators), then `suite(model)` -> OrderedDict('head.dataset.metric' -> value) as often as needed.
+
+    `requested`: 'A,B' names from Eval.datasets / Eval.optional_datasets (None = all of Eval.datasets);
+    `batch_size` / `num_workers` default to the Eval section's; `root` to $FASTREID_DATASETS. `distributed`: every
+    rank calls the suite and reads a share of each test set (default: the calling process reads everything).
+    """
+
+    def __init__(self, cfg, requested=None, batch_size=None, num_workers=None, root=None, print_table=True,
+                 distributed=False):
+        from ..data.datasets import dataset_root
+
+        check_evaluation_config(cfg)
+        self.entries = select_test_sets(cfg.Eval, requested)
+        self.batch_size = cfg.Eval.batch_size if batch_size is None else batch_size
+        self.num_workers = cfg.Eval.num_workers if num_workers is None else num_workers
+        self.root = dataset_root(root)
+        self.print_table, self.distributed = print_table, distributed
+        # read every list first: a missing folder stops the run in seconds, not after hours of inference
+        self.prepared = OrderedDict((entry.name, prepare(entry, self.root)) for entry in self.entries)
+        self.results = OrderedDict()
+
+    def check_heads(self, model):
+        unknown = sorted({entry.head for entry in self.entries} - set(model.heads))
+        if unknown:
+            raise ConfigError(f"{self.entries[0].source}: Eval.datasets name head(s) {unknown}; the model has "
+                              f"{list(model.heads)}")
+
+    def __call__(self, model):
+        self.check_heads(model)
+        self.results = evaluate_all(model, self.entries, self.prepared, self.batch_size, self.num_workers,
+                                    self.distributed)
+        if self.print_table:
+            print(self.table(), flush=True)
+        return flat_results(self.entries, self.prepared, self.results)
+
+    def table(self):
+        return results_table(self.entries, self.results)

@@ -6,6 +6,8 @@ Paddle on CPU runs one thread unless told otherwise, and importing Paddle drops 
 import os
 import random
 
+from ..config import ConfigError
+
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -20,7 +22,17 @@ def configure_threads(num_threads=None):
     """Set the OpenMP/MKL thread count for this process (before paddle is imported). Keeps a user's explicit
     OMP_NUM_THREADS unless `num_threads` is given. Returns the count in force."""
     if num_threads is None:
-        num_threads = int(os.environ.get("OMP_NUM_THREADS") or default_num_threads())
+        num_threads = os.environ.get("OMP_NUM_THREADS") or default_num_threads()
+        where = "OMP_NUM_THREADS"
+    else:
+        where = "Global.num_threads"
+    try:
+        valid = not isinstance(num_threads, bool) and int(num_threads) == float(num_threads) and int(num_threads) >= 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(f"{where} must be an integer >= 1 (CPU threads per process), got {num_threads!r}")
+    num_threads = int(num_threads)
     for var in THREAD_VARS:
         os.environ[var] = str(num_threads)
     return num_threads
@@ -59,10 +71,14 @@ def resolve_device(device="auto"):
 
     if device in (None, "auto"):
         device = "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
-    if device not in ("cpu", "gpu") and not device.startswith("gpu:"):
-        raise ValueError(f"device must be cpu, gpu or auto, got '{device}'")
+    if not isinstance(device, str) or device not in ("cpu", "gpu") and not device.startswith("gpu:"):
+        raise ConfigError(f"device must be cpu, gpu or auto, got {device!r}")
     if device.startswith("gpu") and not paddle.device.is_compiled_with_cuda():
-        raise RuntimeError("device 'gpu' requested but this Paddle build has no CUDA (install paddlepaddle-gpu)")
+        raise ConfigError(f"device '{device}' requested but this Paddle build has no CUDA: use --device cpu (or "
+                          f"Global.device: cpu), or install paddlepaddle-gpu")
+    if device.startswith("gpu") and paddle.device.cuda.device_count() == 0:
+        raise ConfigError(f"device '{device}' requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                          f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use --device cpu")
     if device == "gpu" and get_world_size() > 1:
         device = f"gpu:{int(os.environ.get('FLAGS_selected_gpus', os.environ.get('PADDLE_LOCAL_RANK', 0)))}"
     paddle.set_device(device)

@@ -15,7 +15,9 @@ def paddleslim_gpnas_class():
     """PaddleSlim's own `GPNAS` class (`paddleslim.nas.GPNAS`), imported on first use: importing paddleslim
     imports paddle, which `import oneforall.gpnas` should not pay for."""
     try:
-        from paddleslim.nas import GPNAS
+        with warnings.catch_warnings():  # paddle's ccache notice, paddleslim's pkg_resources deprecation
+            warnings.simplefilter("ignore")
+            from paddleslim.nas import GPNAS
     except ImportError as err:
         raise ImportError(f"the GP-NAS baseline needs paddleslim==2.6.0 ({err})") from err
     return GPNAS

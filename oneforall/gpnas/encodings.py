@@ -1,7 +1,10 @@
-"""Feature encodings of architecture codes, selectable by name ('convert_x', 'ordinal', 'onehot', 'counts').
+"""Feature encodings of architecture codes, selectable by name ('convert_x', 'ordinal', 'ordinal_absent',
+'onehot', 'counts').
 
-Names join with '+' ('ordinal+counts') to concatenate encodings. All work on whole arrays of codes at once, so
-encoding the 99,500 test codes takes well under a second.
+Names join with '+' ('ordinal_absent+counts') to concatenate encodings. An encoding must tell an absent layer
+(past the depth) from every layer choice: 'ordinal' alone codes an absent layer like heads 11 / mlp 3.5, so a
+per-layer model cannot separate them; `check_absent_layers` refuses it unless joined with one that does.
+All work on whole arrays of codes at once, so encoding the 99,500 test codes takes well under a second.
 """
 import numpy as np
 
@@ -82,6 +85,12 @@ def ordinal(chars):
     return np.hstack([(depth - 11)[:, None], np.where(active, heads - 11, 0), np.where(active, (mlp - 3.5) / 0.5, 0)])
 
 
+def ordinal_absent(chars):
+    """`ordinal` plus an explicit flag per layer that can be absent (layers past the smallest depth)."""
+    _, _, _, active = layer_values(chars)
+    return np.hstack([ordinal(chars), (~active[:, min(DEPTH_BY_LETTER.values()):]).astype(np.float64)])
+
+
 def onehot(chars):
     """One-hot depth, and one-hot heads and mlp ratio per layer (all zeros for an absent layer)."""
     depth, heads, mlp, _ = layer_values(chars)
@@ -99,7 +108,10 @@ def counts(chars):
     return np.stack(columns, axis=1).astype(np.float64)
 
 
-ENCODINGS = {"convert_x": convert_x, "ordinal": ordinal, "onehot": onehot, "counts": counts}
+ENCODINGS = {"convert_x": convert_x, "ordinal": ordinal, "ordinal_absent": ordinal_absent, "onehot": onehot,
+             "counts": counts}
+# encodings whose per-layer values for an absent layer equal those of a present choice
+AMBIGUOUS_ABSENT_LAYER = {"ordinal"}
 
 
 def encoding_names(encoding):
@@ -109,6 +121,16 @@ def encoding_names(encoding):
     if unknown:
         raise ValueError(f"unknown encoding {unknown[0]!r} in {encoding!r}; expected names from "
                          f"{sorted(ENCODINGS)} joined by '+'")
+    return names
+
+
+def check_absent_layers(encoding):
+    """Refuse an encoding in which an absent layer looks like a layer choice (unless a part of it flags it)."""
+    names = encoding_names(encoding)
+    if all(name in AMBIGUOUS_ABSENT_LAYER for name in names):
+        raise ValueError(f"encoding {encoding!r} codes an absent layer (past the depth) like heads 11 / mlp 3.5, "
+                         f"so a model cannot tell them apart; use 'ordinal_absent' or join an encoding that flags "
+                         f"absent layers (e.g. '{encoding}+onehot')")
     return names
 
 

@@ -22,4 +22,22 @@ def test_check_files_finds_a_missing_image(copy_of):
     os.remove(os.path.join(root, "faces_emore_val", "lfw", "00007.jpg"))
     out = io.StringIO()
     assert not check(["LFW"], root, check_files=True, out=out)
-    assert "missing images, e.g. " in out.getvalue() and "lfw/00007.jpg" in out.getvalue()
+    assert "unreadable images, e.g. " in out.getvalue() and "lfw/00007.jpg (missing)" in out.getvalue()
+
+
+def test_check_files_finds_a_zero_byte_and_a_non_image_file(copy_of):
+    root = copy_of("faces_emore_val")
+    open(os.path.join(root, "faces_emore_val", "lfw", "00002.jpg"), "wb").close()
+    with open(os.path.join(root, "faces_emore_val", "lfw", "00005.jpg"), "wb") as f:
+        f.write(b"this is not a JPEG")
+    out = io.StringIO()
+    assert not check(["LFW"], root, check_files=True, out=out)
+    assert "lfw/00002.jpg (empty)" in out.getvalue() and "lfw/00005.jpg (not an image)" in out.getvalue()
+
+
+def test_a_wrong_command_line_is_exit_code_2(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-such-option"])
+    assert exit_info.value.code == 2

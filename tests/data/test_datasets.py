@@ -16,7 +16,7 @@ def build(name, root, **args):
 REID_COUNTS = {
     "Market1501": (24, 5, 22, 6, 6),
     "DukeMTMC": (15, 5, 10, 5, 5),
-    "MSMT17": (14, 5, 15, 5, 4),
+    "MSMT17": (12, 5, 15, 5, 4),
     "VeRi": (15, 5, 15, 5, 6),
     "LargeVehicleID": (15, 24, 12, 12, 36),
     "LargeVeRiWild": (15, 5, 10, 5, 4),
@@ -60,9 +60,15 @@ def test_root_defaults_to_the_fastreid_datasets_variable(mini_root, monkeypatch)
     assert DATASETS.build({"name": "VeRi"}).root == mini_root
 
 
-def test_msmt17_merges_train_and_val_and_takes_the_camera_from_the_third_field(mini_root):
+def test_msmt17_trains_on_list_train_alone_unless_combineall_adds_list_val(mini_root):
+    train_only, combined = build("MSMT17", mini_root), build("MSMT17", mini_root, combineall=True)
+    assert (len(train_only.train), len({pid for _, pid, _ in train_only.train})) == (12, 4)
+    assert (len(combined.train), len({pid for _, pid, _ in combined.train})) == (14, 5)
+    assert combined.train[:12] == train_only.train
+
+
+def test_msmt17_takes_the_camera_from_the_third_field(mini_root):
     dataset = build("MSMT17", mini_root)
-    assert len({pid for _, pid, _ in dataset.train}) == 5
     path, pid, camid = dataset.query[0]
     assert path.endswith("mask_test_v2/0000/0000_000_01_0303morning_0000_0.jpg") and (pid, camid) == (0, 0)
 

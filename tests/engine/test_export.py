@@ -52,7 +52,7 @@ def test_exported_extractor_reproduces_the_dygraph_features_of_its_task(tiny_con
 def test_exporting_an_unknown_task_is_an_error_naming_it(tiny_config, mini_root, tmp_path):
     saved_tiny_model(tiny_config, tmp_path / "model.pdparams")
     result = export(tiny_config, tmp_path / "model.pdparams", "person", tmp_path / "export", mini_root)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a user error (allinone.utils.cli.USER_ERROR)
     assert "--task: task 'person' has no head" in result.stderr
 
 
@@ -73,6 +73,6 @@ def test_the_originals_backbone_arguments_export_and_an_unknown_key_is_one_error
 
     misspelt = config_extending(tmp_path / "misspelt.yaml", tiny_config, ["sie_xsihu: 3.0"])
     result = export(misspelt, tmp_path / "model.pdparams", "task3", tmp_path / "export2", mini_root)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # a user error (USER_ERROR)
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: {misspelt}: unknown key Model.backbone.sie_xsihu;")

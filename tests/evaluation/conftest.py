@@ -13,6 +13,6 @@ def spec_reference(spec_dir):
 
 @pytest.fixture(scope="session")
 def eval_reference(spec_reference):
-    """The original evaluators' inputs (npz) and results (json), spec sec. 3.3."""
+    """The original evaluators' inputs (npz) and their results (json), made by running the original code."""
     with open(os.path.join(spec_reference, "eval_reference.json"), encoding="utf-8") as f:
         return dict(np.load(os.path.join(spec_reference, "eval_reference.npz"))), json.load(f)

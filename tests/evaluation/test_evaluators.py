@@ -28,7 +28,7 @@ def test_face_evaluator_scores_the_pairs_of_a_face_test_set(eval_reference):
     test_set = SimpleNamespace(images=[f"{i}.jpg" for i in range(600)], issame=arrays["face_issame"],
                                dataset_name="lfw")
     evaluator = FaceVerificationEvaluator()
-    results = evaluator.evaluate(arrays["face_feats"], test_set)
+    results = evaluator.score(arrays["face_feats"], test_set)
     assert results == pytest.approx(expected["face"], abs=1e-6)
     assert list(results) == list(evaluator.metric_names) == ["Accuracy", "Threshold", "metric"]
 
@@ -38,7 +38,7 @@ def test_reid_evaluator_takes_query_rows_first_then_gallery_rows(eval_reference)
     test_set = reid_test_set(arrays)
     evaluator = ReidEvaluator()
     assert evaluator.images(test_set) == [path for path, _, _ in test_set.query + test_set.gallery]
-    results = evaluator.evaluate(arrays["reid_feats"], test_set)
+    results = evaluator.score(arrays["reid_feats"], test_set)
     assert list(results) == list(evaluator.metric_names) == ["Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric"]
     assert results == pytest.approx(expected["reid_python"], abs=1e-6)
 
@@ -46,7 +46,7 @@ def test_reid_evaluator_takes_query_rows_first_then_gallery_rows(eval_reference)
 def test_retrieval_evaluator_is_leave_one_out_over_the_query_set(eval_reference):
     arrays, expected = eval_reference
     evaluator = RetrievalEvaluator()
-    results = evaluator.evaluate(arrays["sop_feats"], sop_test_set(arrays))
+    results = evaluator.score(arrays["sop_feats"], sop_test_set(arrays))
     assert list(results) == list(evaluator.metric_names) == ["Recall@1", "Recall@10", "Recall@100", "Recall@1000",
                                                              "metric"]
     assert results == pytest.approx(expected["sop"], abs=1e-6)
@@ -63,4 +63,4 @@ def test_retrieval_evaluator_rejects_a_test_set_with_a_gallery(eval_reference):
 def test_a_feature_count_that_does_not_match_the_images_names_the_dataset(eval_reference):
     arrays, _ = eval_reference
     with pytest.raises(ValueError, match=r"market1501.*\[340, D\]"):
-        ReidEvaluator().evaluate(arrays["reid_feats"][:-1], reid_test_set(arrays))
+        ReidEvaluator().score(arrays["reid_feats"][:-1], reid_test_set(arrays))

@@ -30,7 +30,7 @@ def features_for(paths, feature_of):
 def single_draw(mini_root, seed, feature_of):
     test_set = LargeVehicleID(mini_root, seed=seed)
     evaluator = ReidEvaluator()
-    return evaluator.evaluate(features_for(evaluator.images(test_set), feature_of), test_set)
+    return evaluator.score(features_for(evaluator.images(test_set), feature_of), test_set)
 
 
 def eval_entry(**keys):
@@ -44,7 +44,7 @@ def test_n_draws_average_each_metric_over_the_single_draws_with_seeds_seed_to_se
     assert len({round(draw["mAP"], 6) for draw in singles}) > 1  # the draws differ, so the mean means something
     test_set = LargeVehicleID(mini_root, seed=3)
     evaluator = ReidEvaluator(num_draws=4)
-    averaged = evaluator.evaluate(features_for(evaluator.images(test_set), feature_of), test_set)
+    averaged = evaluator.score(features_for(evaluator.images(test_set), feature_of), test_set)
     assert list(averaged) == list(ReidEvaluator.metric_names)
     for name in ReidEvaluator.metric_names:
         assert averaged[name] == pytest.approx(np.mean([draw[name] for draw in singles]), abs=1e-9), name
@@ -66,14 +66,14 @@ def test_one_draw_scores_the_seeds_query_rows_against_its_gallery_rows(mini_root
     expected = reid_metrics(features_for([p for p, _, _ in test_set.query], feature_of),
                             features_for([p for p, _, _ in test_set.gallery], feature_of),
                             np.array(q_pids), np.array(g_pids), np.array(q_cams), np.array(g_cams))
-    assert evaluator.evaluate(features_for(images, feature_of), test_set) == expected
+    assert evaluator.score(features_for(images, feature_of), test_set) == expected
 
 
 def test_each_draws_rank1_and_map_and_the_spread_over_draws_are_logged(mini_root, feature_of, caplog):
     test_set = LargeVehicleID(mini_root, seed=0)
     evaluator = ReidEvaluator(num_draws=3)
     with caplog.at_level(logging.INFO, logger="allinone.evaluation"):
-        evaluator.evaluate(features_for(evaluator.images(test_set), feature_of), test_set)
+        evaluator.score(features_for(evaluator.images(test_set), feature_of), test_set)
     # only the evaluator's records: the reader logs its summary too once another test has enabled INFO
     messages = [record.getMessage() for record in caplog.records if record.name == "allinone.evaluation"]
     assert [m.split(":")[0] for m in messages[:3]] == [f"vehicleid draw seed={seed}" for seed in (0, 1, 2)]

@@ -11,16 +11,19 @@ VERSION_DIRS = {1: ("MSMT17_V1", "train", "test"), 2: ("MSMT17_V2", "mask_train_
 class MSMT17(ReidDataset):
     """Lines `<dir>/<pid>_<n>_<cam>_<...>.jpg <pid>`; camid = third '_' field of the file name - 1.
 
-    train = list_train + list_val (fast-reid's default). Raw pids are kept (the original offset test pids by the
-    train id count, which changes no match).
+    train = list_train.txt (30,248 images, 1,041 ids), as the original trained; `combineall=True` adds
+    list_val.txt (fast-reid's option of that name). Raw pids are kept (the original offset test pids by the train id
+    count, which changes no match).
     """
 
     dataset_name = "msmt17"
 
-    def __init__(self, root=None, version=2):
+    def __init__(self, root=None, version=2, combineall=False):
         if version not in VERSION_DIRS:
             raise ValueError(f"MSMT17 version must be 1 or 2, got {version!r}")
-        self.version = version
+        if not isinstance(combineall, bool):
+            raise ValueError(f"MSMT17 combineall must be true or false, got {combineall!r}")
+        self.version, self.combineall = version, combineall
         folder, train_dir, test_dir = VERSION_DIRS[version]
         self.layout = (f"$ROOT/{folder}/ with {train_dir}/, {test_dir}/ and list_train.txt, list_val.txt, "
                        f"list_query.txt, list_gallery.txt (lines '<relative path> <pid>')")
@@ -34,7 +37,9 @@ class MSMT17(ReidDataset):
         def read(list_name, images):
             return self.read_list(os.path.join(data_dir, list_name), image_dir[images])
 
-        train = read("list_train.txt", train_dir) + read("list_val.txt", train_dir)
+        train = read("list_train.txt", train_dir)
+        if self.combineall:
+            train += read("list_val.txt", train_dir)
         return train, read("list_query.txt", test_dir), read("list_gallery.txt", test_dir)
 
     def read_list(self, list_path, image_dir):
