@@ -261,3 +261,135 @@ def make_mini_datasets(out_dir, seed=0, scale=1, hard=False):
     for make in MAKERS:
         make(out_dir, paint, scale)
     return out_dir
+
+
+# ---- the OneForAll recipe's training sets (make_oneforall_datasets; the tree above is unchanged) ----
+
+def make_personall(out, paint, scale):
+    """`PersonAll/mask_train_v3/<pid>/<pid>_<n>_<cam>_....jpg` + `list_train.txt` (MSMT17-like names)."""
+    root, size, lines = os.path.join(out, "PersonAll"), (64, 32), []
+    for pid in range(5 * scale):
+        for n, cam in enumerate((1, 2, 3, 4)):
+            rel = f"{pid:04d}/{pid:04d}_{n:03d}_{cam:02d}_0303morning_{n:04d}_0.jpg"
+            paint.save(f"{root}/mask_train_v3/{rel}", ("personall", pid), size)
+            lines.append(f"{rel} {pid}")
+    write_lines(f"{root}/list_train.txt", lines)
+
+
+def make_veriall(out, paint, scale):
+    for vid in range(5 * scale):
+        for n in range(4):
+            paint.save(os.path.join(out, "veriall", f"{vid:05d}", f"{n}.jpg"), ("veriall", vid), (48, 64))
+
+
+def make_classification_sets(out, paint, scale, num_classes=3, train_per_class=4, test_per_class=2):
+    """The 20 classification sets of the recipe, each in its layout family (see
+    allinone/data/datasets/classification_sets.py): `num_classes x scale` classes, painted per class."""
+    classes = num_classes * scale
+
+    def save(path, set_name, label):
+        paint.save(path, (set_name, label), (32, 32))
+
+    def folder_set(folder, splits, names):
+        for split, count in splits:
+            for label, name in enumerate(names):
+                for n in range(count):
+                    save(f"{out}/{folder}/{split}/{name}/{n:04d}.jpg", folder, label)
+
+    counts = (train_per_class, test_per_class)
+    int_names = [str(c) for c in range(classes)]
+    word_names = [f"class_{c:02d}" for c in range(classes)]
+    for folder, train, test, names in (
+            ("intern_test/cifar100", "train", "test", int_names), ("intern_test/cifar10", "train", "test", int_names),
+            ("intern_test/svhn", "train", "test", int_names), ("Decathlon/daimlerpedcls", "train", "val", word_names),
+            ("Decathlon/omniglot", "train", "val", word_names), ("Decathlon/ucf101", "train", "val", word_names),
+            ("intern_test/patchcamelyon", "train", "valid", word_names),
+            ("intern_test/fer2013", "train", "test", word_names),
+            ("intern_test/oxford102flower/Oxford_102_Flower/dataset", "train", "valid",
+             [str(c + 1) for c in range(classes)])):
+        folder_set(folder, ((train, counts[0]), (test, counts[1])), names)
+
+    # GTSRB: training folders of *.ppm, test images listed in a ';' csv
+    gtsrb = f"{out}/intern_test/gtsrb/GTSRB_official"
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for label in range(classes):
+        for n in range(counts[0]):
+            path = f"{gtsrb}/Final_Training/Images/{label:05d}/{label:05d}_{n:05d}.ppm"
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            paint.image(("gtsrb", label), (32, 32)).save(path, format="PPM")
+        for n in range(counts[1]):
+            name = f"{label * 100 + n:05d}.ppm"
+            os.makedirs(f"{gtsrb}/Final_Test/Images", exist_ok=True)
+            paint.image(("gtsrb", label), (32, 32)).save(f"{gtsrb}/Final_Test/Images/{name}", format="PPM")
+            rows.append(f"{name};32;32;0;0;31;31;{label}")
+    write_lines(f"{gtsrb}/Final_Test/GT-final_test.csv", rows)
+
+    def list_set(folder, image_dir, files, line, set_name, path_of):
+        """`files`: (list file, per-class count); `line(rel, label)` formats a list line."""
+        for list_file, count in files:
+            lines = []
+            for label in range(classes):
+                for n in range(count):
+                    rel = path_of(label, f"{list_file.replace('/', '_')}_{n}")
+                    save(f"{out}/{folder}/{image_dir}/{rel}", set_name, label)
+                    lines.append(line(rel, label))
+            write_lines(f"{out}/{folder}/{list_file}", lines)
+
+    strip = lambda rel: rel[:-4]  # noqa: E731  (lists that name images without the extension)
+    list_set("ILSVRC2012", "", (("train_list.txt", counts[0]), ("val_list.txt", counts[1])),
+             lambda rel, label: f"{rel} {label}", "imagenet",
+             lambda label, n: f"{'train' if 'train' in n else 'val'}/n{label:08d}/{n}.JPEG")
+    list_set("intern_test/fgvcaircraft/fgvc-aircraft-2013b/data", "images",
+             [(f"images_variant_{s}.txt", c) for s, c in (("train", 2), ("val", 2), ("test", counts[1]))],
+             lambda rel, label: f"{strip(rel)} Boeing 7{label}7-{label}00", "aircraft",
+             lambda label, n: f"{label:02d}{zlib.crc32(n.encode()) % 10 ** 5:05d}.jpg")
+    list_set("intern_test/dtd", "images", (("labels/train1.txt", 2), ("labels/val1.txt", 2), ("labels/test1.txt", 2)),
+             lambda rel, label: rel, "dtd", lambda label, n: f"texture_{label:02d}/{n}.jpg")
+    list_set("intern_test/oxfordpet/Oxford_IIIT_Pet", "images",
+             (("annotations/trainval.txt", counts[0]), ("annotations/test.txt", counts[1])),
+             lambda rel, label: f"{strip(rel)} {label + 1} {1 + label % 2} {label // 2 + 1}", "pet",
+             lambda label, n: f"breed_{label:02d}_{n}.jpg")
+    list_set("intern_test/food101/food-101", "images", (("meta/train.txt", counts[0]), ("meta/test.txt", counts[1])),
+             lambda rel, label: strip(rel), "food101", lambda label, n: f"dish_{label:02d}/{n}.jpg")
+    list_set("intern_test/sun397", "SUN397", (("Training_01.txt", counts[0]), ("Testing_01.txt", counts[1])),
+             lambda rel, label: "/" + rel, "sun397",
+             lambda label, n: f"{'ab'[label % 2]}/scene_{label:02d}/" + ("indoor/" if label == 0 else "") + f"{n}.jpg")
+    list_set("intern_train/compcars/data", "image",
+             (("train_test_split/classification/train.txt", counts[0]),
+              ("train_test_split/classification/test.txt", counts[1])),
+             lambda rel, label: rel, "compcars", lambda label, n: f"{label % 2 + 1}/{label + 10}/201{label % 3}/{n}.jpg")
+    # DF20: csv with a header; FoodX251: header-less csv; TsingHuaDogs: MXNet .lst
+    for folder, files, header, image_dir, fmt in (
+            ("intern_train/df20", ("DF20-train_metadata.csv", "DF20-public_test_metadata.csv"),
+             "image_path,class_id,species", "images", lambda rel, label: f"{rel},{label},species {label}"),
+            ("intern_train/foodx251", ("annot/train_info.csv", "annot/val_info.csv"), None, ("train_set", "val_set"),
+             lambda rel, label: f"{rel},{label}")):
+        for split, (file, count) in enumerate(zip(files, counts)):
+            rows = [header] if header else []
+            folder_images = image_dir if isinstance(image_dir, str) else image_dir[split]
+            for label in range(classes):
+                for n in range(count):
+                    rel = f"{folder.split('/')[-1]}_{split}_{label}_{n}.jpg"
+                    save(f"{out}/{folder}/{folder_images}/{rel}", folder, label)
+                    rows.append(fmt(rel, label))
+            write_lines(f"{out}/{folder}/{file}", rows)
+    dogs = f"{out}/intern_train/tsinghuadogs/low-resolution"
+    for file, count in zip(("train.lst", "val.lst"), counts):
+        rows = []
+        for label in range(classes):
+            for n in range(count):
+                rel = f"{label + 200}-n{label:06d}-breed/{file[:-4]}_{n}.jpg"
+                save(f"{dogs}/{rel}", "dogs", label)
+                rows.append(f"{len(rows)}\t{label}.000000\t{rel}")
+        write_lines(f"{dogs}/{file}", rows)
+
+
+def make_oneforall_datasets(out_dir, seed=0, scale=1, hard=False):
+    """The OneForAll recipe's training layouts not in `make_mini_datasets` (PersonAll, VeriAll and the 20
+    classification sets) under `out_dir`; combine both for the recipe's 24 tasks. Returns `out_dir`."""
+    if not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
+        raise ValueError(f"make_oneforall_datasets: scale must be an integer in 1..{MAX_SCALE}, got {scale!r}")
+    paint = (HardPatternPainter if hard else PatternPainter)(seed + 1)
+    for make in (make_personall, make_veriall, make_classification_sets):
+        make(out_dir, paint, scale)
+    return out_dir

@@ -1,0 +1,52 @@
+"""Training data of a classification task: the data set's own integer labels (no identity relabelling, so the
+head's outputs line up with the test split's labels), optionally Mixup / CutMix per batch with soft targets."""
+import numpy as np
+
+from allinone.data.common import TrainImageDataset, collate
+from allinone.registry import DATASETS, TRAIN_DATASETS
+
+from .mixup import MixupCutmix
+
+
+@TRAIN_DATASETS.register()
+class ClassificationTrainDataset(TrainImageDataset):
+    """`targets` = the set's labels; `num_classes` = the set's class count. One data set per task.
+
+    With `batch_mix` (`{mixup_alpha, cutmix_alpha, cutmix_prob}`) each rank's batch is mixed after collation
+    (`MixupCutmix`) and `targets` become soft [b, C] float32 (use `SoftTargetCrossEntropyLoss`); the mix draws
+    from a generator seeded by the batch's sample seeds, so resuming and any number of loader workers mix alike.
+    """
+
+    def __init__(self, dataset, transform, task, batch_mix=None):
+        super().__init__([(dataset.dataset_name, dataset.train)], transform, task)
+        self.targets = np.array([label for _, label, _ in dataset.train], dtype=np.int64)
+        self.class_count = int(dataset.num_classes)
+        self.batch_mix = MixupCutmix(self.class_count, **batch_mix) if batch_mix else None
+
+    @classmethod
+    def from_config(cls, task, root, dataset, transform=None, batch_mix=None):
+        from allinone.data.transforms import build_train_transform
+
+        entry = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
+        data_set = DATASETS.build({"root": root, **entry})
+        if not hasattr(data_set, "num_classes"):
+            raise KeyError(f"train task '{task}': data set {entry['name']} is no classification set (no num_classes)")
+        return cls(data_set, build_train_transform(transform or {}), task, batch_mix)
+
+    @property
+    def num_classes(self):
+        return self.class_count
+
+    def __getitem__(self, index_and_seed):
+        sample = super().__getitem__(index_and_seed)
+        if "error" not in sample:
+            sample["seed"] = np.int64(index_and_seed[1] % (2 ** 62))
+        return sample
+
+    def collate(self, samples):
+        batch = collate(samples)
+        seeds = batch.pop("seed")
+        if self.batch_mix is not None:
+            rng = np.random.RandomState(np.random.SeedSequence([int(s) for s in seeds]).generate_state(4))
+            batch["images"], batch["targets"], _ = self.batch_mix(batch["images"], batch["targets"], rng)
+        return batch

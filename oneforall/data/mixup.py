@@ -1,0 +1,61 @@
+"""Mixup and CutMix on a batch, one of the two per batch (the ImageNet task of the OneForAll recipe).
+
+The original's batch operator picks exactly one of its operators per batch (CutMix with probability 0.5, alpha 0.8;
+Mixup with probability 0.5, alpha 1.0; no "neither"), mixes the batch with a random permutation of itself and
+lambda ~ Beta(alpha, alpha), and returns soft targets lambda * onehot(y) + (1 - lambda) * onehot(y[perm]).
+CutMix pastes a box with sides sqrt(1 - lambda) x (H, W) around a uniform centre, clipped to the image, and
+recomputes lambda from the clipped box's area. All randomness comes from the `rng` given (a function of the batch's
+sample seeds in training), so a resumed run mixes the same way.
+"""
+import numpy as np
+
+
+def mixup(images, labels, num_classes, lam, permutation):
+    """images [B, C, H, W] float, labels [B] int -> (mixed images, soft targets [B, num_classes])."""
+    mixed = lam * images + (1.0 - lam) * images[permutation]
+    return mixed.astype(images.dtype), soft_targets(labels, permutation, num_classes, lam)
+
+
+def cutmix_box(height, width, lam, rng):
+    """(top, bottom, left, right) of a box of sides sqrt(1 - lam) x (H, W) around a uniform centre, clipped."""
+    cut = np.sqrt(1.0 - lam)
+    cut_h, cut_w = int(height * cut), int(width * cut)
+    cy, cx = rng.randint(height), rng.randint(width)
+    return (int(np.clip(cy - cut_h // 2, 0, height)), int(np.clip(cy + cut_h // 2, 0, height)),
+            int(np.clip(cx - cut_w // 2, 0, width)), int(np.clip(cx + cut_w // 2, 0, width)))
+
+
+def cutmix(images, labels, num_classes, lam, permutation, box):
+    """Paste `box` of the permuted batch into every image; lambda becomes 1 - box area / image area."""
+    top, bottom, left, right = box
+    mixed = images.copy()
+    mixed[:, :, top:bottom, left:right] = images[permutation][:, :, top:bottom, left:right]
+    height, width = images.shape[2:]
+    lam = 1.0 - (bottom - top) * (right - left) / float(height * width)
+    return mixed, soft_targets(labels, permutation, num_classes, lam)
+
+
+def soft_targets(labels, permutation, num_classes, lam):
+    one_hot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
+    return (lam * one_hot + (1.0 - lam) * one_hot[permutation]).astype(np.float32)
+
+
+class MixupCutmix:
+    """Per batch: CutMix with probability `cutmix_prob`, else Mixup (the recipe: 0.5 / 0.5, alphas 0.8 / 1.0)."""
+
+    def __init__(self, num_classes, mixup_alpha=1.0, cutmix_alpha=0.8, cutmix_prob=0.5):
+        if not 0.0 <= cutmix_prob <= 1.0 or mixup_alpha <= 0 or cutmix_alpha <= 0:
+            raise ValueError(f"MixupCutmix: need alphas > 0 and cutmix_prob in [0, 1], got mixup_alpha={mixup_alpha}, "
+                             f"cutmix_alpha={cutmix_alpha}, cutmix_prob={cutmix_prob}")
+        self.num_classes, self.mixup_alpha = int(num_classes), float(mixup_alpha)
+        self.cutmix_alpha, self.cutmix_prob = float(cutmix_alpha), float(cutmix_prob)
+
+    def __call__(self, images, labels, rng):
+        """images [B, C, H, W], labels [B] int, rng a numpy RandomState -> (images, soft targets [B, C], op name)."""
+        permutation = rng.permutation(len(labels))
+        if rng.uniform() < self.cutmix_prob:
+            lam = rng.beta(self.cutmix_alpha, self.cutmix_alpha)
+            box = cutmix_box(images.shape[2], images.shape[3], lam, rng)
+            return (*cutmix(images, labels, self.num_classes, lam, permutation, box), "cutmix")
+        lam = rng.beta(self.mixup_alpha, self.mixup_alpha)
+        return (*mixup(images, labels, self.num_classes, lam, permutation), "mixup")

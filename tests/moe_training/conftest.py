@@ -1,0 +1,28 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def oneforall_root(tmp_path_factory):
+    """The miniature tree plus the OneForAll recipe's training sets (tools/mini_datasets.py), made once per
+    session; read-only for tests."""
+    from mini_datasets import make_mini_datasets, make_oneforall_datasets
+
+    root = str(tmp_path_factory.mktemp("oneforall_mini"))
+    make_mini_datasets(root)
+    return make_oneforall_datasets(root)
+
+
+@pytest.fixture
+def train_loader():
+    """build_train_loader(...) whose loaders are closed after the test (their worker processes stopped)."""
+    from allinone.data import build_train_loader
+
+    opened = []
+
+    def build(*args, **kwargs):
+        opened.append(build_train_loader(*args, **kwargs))
+        return opened[-1]
+
+    yield build
+    for loader in opened:
+        loader.close()
