@@ -61,6 +61,7 @@ def run(args):
 
     import allinone.data  # noqa: F401  (registers the data sets)
     import allinone.evaluation  # noqa: F401  (registers the evaluators)
+    import oneforall.moe_training  # noqa: F401  (registers the task-MoE backbone, step, heads, data and losses)
     from allinone.engine.build import build_trainer, check_training_config, find_resume_checkpoint
     from allinone.engine.distributed import init_distributed
     from allinone.modeling import build_model

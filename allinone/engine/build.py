@@ -103,11 +103,13 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     loss_fn = MultiTaskLoss(cfg.Loss, data.tasks)
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
-    wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous")
     try:
         step = STEPS.build(dict(train_cfg.get("step") or {"name": "SimpleStep"}))
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+    # a step with `data_parallel = False` averages the gradients over ranks itself (oneforall's TaskMoEStep)
+    wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous") \
+        if getattr(step, "data_parallel", True) else model
     trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter), step=step,
                       amp_dtype=train_cfg.amp.dtype if train_cfg.amp.enabled else None)
     rank = paddle.distributed.get_rank()

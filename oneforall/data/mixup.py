@@ -41,17 +41,23 @@ def soft_targets(labels, permutation, num_classes, lam):
 
 
 class MixupCutmix:
-    """Per batch: CutMix with probability `cutmix_prob`, else Mixup (the recipe: 0.5 / 0.5, alphas 0.8 / 1.0)."""
+    """Per batch: CutMix with probability `cutmix_prob`, else Mixup (the recipe: 0.5 / 0.5, alphas 0.8 / 1.0).
+    `prob` < 1 leaves a batch unmixed (one-hot targets) with probability 1 - prob (the recipe: 1, always mixed)."""
 
-    def __init__(self, num_classes, mixup_alpha=1.0, cutmix_alpha=0.8, cutmix_prob=0.5):
+    def __init__(self, num_classes, mixup_alpha=1.0, cutmix_alpha=0.8, cutmix_prob=0.5, prob=1.0):
         if not 0.0 <= cutmix_prob <= 1.0 or mixup_alpha <= 0 or cutmix_alpha <= 0:
             raise ValueError(f"MixupCutmix: need alphas > 0 and cutmix_prob in [0, 1], got mixup_alpha={mixup_alpha}, "
                              f"cutmix_alpha={cutmix_alpha}, cutmix_prob={cutmix_prob}")
         self.num_classes, self.mixup_alpha = int(num_classes), float(mixup_alpha)
         self.cutmix_alpha, self.cutmix_prob = float(cutmix_alpha), float(cutmix_prob)
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"MixupCutmix: prob must be in [0, 1], got {prob}")
+        self.prob = float(prob)
 
     def __call__(self, images, labels, rng):
         """images [B, C, H, W], labels [B] int, rng a numpy RandomState -> (images, soft targets [B, C], op name)."""
+        if self.prob < 1.0 and rng.uniform() >= self.prob:
+            return images, np.eye(self.num_classes, dtype=np.float32)[np.asarray(labels)], "none"
         permutation = rng.permutation(len(labels))
         if rng.uniform() < self.cutmix_prob:
             lam = rng.beta(self.cutmix_alpha, self.cutmix_alpha)
