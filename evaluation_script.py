@@ -60,6 +60,7 @@ def run(args):
     from allinone.utils.env import configure_faiss_threads, resolve_device, seed_everything
     from allinone.utils.keys import describe, load_reporting_keys
     from allinone.utils.logger import setup_logger
+    import oneforall.heads  # noqa: F401  (ClassificationHead: the classification tasks of an extracted OneForAll model)
 
     setup_logger()
     configure_faiss_threads()

@@ -70,6 +70,7 @@ def build_from_config(config_path, overrides, checkpoint):
     """(config, model) with the checkpoint loaded strictly."""
     import oneforall.elastic  # noqa: F401  (register the supernet backbones)
     import oneforall.task_moe  # noqa: F401
+    import oneforall.heads  # noqa: F401  (ClassificationHead)
     from allinone import build_model, load_checkpoint
     from allinone.config import load_config
     cfg = load_config(config_path, overrides)
