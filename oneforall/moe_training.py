@@ -49,7 +49,7 @@ def gate_table(backbone):
     return table
 
 
-def gate_heatmap(table, tasks, title="P(specific expert) per task and block"):
+def gate_heatmap(table, tasks, title="P(specific expert)"):
     """An HWC uint8 picture of `gate_table` (rows: tasks, columns: blocks), drawn with matplotlib's Agg backend
     (the original's `canvas.tostring_rgb` is gone from matplotlib; a PNG round trip works in every version)."""
     import matplotlib
@@ -58,7 +58,7 @@ def gate_heatmap(table, tasks, title="P(specific expert) per task and block"):
     from matplotlib.figure import Figure
     from PIL import Image
 
-    figure = Figure(figsize=(1.5 + 0.35 * table.shape[1], 1.0 + 0.3 * table.shape[0]), dpi=80)
+    figure = Figure(figsize=(2.8 + 0.3 * table.shape[1], 1.2 + 0.25 * table.shape[0]), dpi=100)
     axes = figure.add_subplot(1, 1, 1)
     image = axes.imshow(table, vmin=0.0, vmax=1.0, cmap="coolwarm", aspect="auto")
     axes.set_yticks(range(len(tasks)), labels=list(tasks), fontsize=7)
