@@ -1,7 +1,9 @@
 """Training-step throughput and peak memory on CPU: the batch-fused forward (one backbone pass over all tasks'
-images, as the original's meta-architecture) beside one backbone pass per task, same model, batch and run.
+images, as the original's meta-architecture) beside one backbone pass per task, same model, batch and run; and the
+task-MoE step (oneforall's TaskMoEVisionTransformer + TaskMoEStep: per-task embeddings, gates, hard-gated experts
+with both FFNs run in training) beside the plain ViT's fused step at the same size and batch.
 
-    python bench/train_step.py [--rounds 3] [--sizes tiny base] [--full]
+    python bench/train_step.py [--rounds 3] [--sizes tiny base] [--full] [--parts fusion moe]
 
 tiny = tiny_demo.yaml (ViT dim 64, depth 2, 32x32, 16 images per task); base = ViT-Base at 64x64, 8 images per
 task (--full: 384x384 and the recipe's per-GPU batch 128/64/64/64 of 8 ranks, for GPU machines). Each step is the
@@ -69,6 +71,32 @@ def build_step(size, full):
     return trainer, sum(batches)
 
 
+def build_moe_step(size, full):
+    """The `build_step` trainer with the backbone made a task-MoE one (same width, depth, heads; the four tasks) and
+    the TaskMoEStep (one process: no gradient exchange; no gate logging)."""
+    import oneforall.moe_training  # noqa: F401  (registrations)
+    from oneforall.moe_training import TaskMoEStep
+
+    plain, images = build_step(size, full)
+    overrides, _ = size_overrides(size, full)
+    cfg = load_config(os.path.join(ROOT, "configs/allinone/tiny_demo.yaml"), overrides)
+    cfg.Model.backbone["name"] = "TaskMoEVisionTransformer"
+    cfg.Model.backbone["tasks"] = list(TASKS)
+    backbone = cfg.Model.backbone
+    if backbone.get("preset") is None:
+        cfg.Model.backbone["head_dim"] = int(backbone.embed_dim) // int(backbone.num_heads)
+    for task in TASKS:
+        cfg.Model.heads[task].num_classes = NUM_CLASSES
+    paddle.seed(0)
+    model = build_model(cfg)
+    scheduler = build_lr_scheduler(cfg.Optimizer.lr, 1000)
+    trainer = Trainer(model, MultiTaskLoss(cfg.Loss, TASKS), build_optimizer(cfg.Optimizer, model, scheduler),
+                      scheduler, itertools.repeat(next(plain._batches)), max_iter=1000,
+                      step=TaskMoEStep(gate_log_period=0))
+    trainer.model.train()
+    return plain, trainer, images
+
+
 def measure(trainer, fused):
     """(images/s, peak MB) of one training step with the backbone fused over tasks or run once per task."""
     trainer.module.fuse_tasks = fused
@@ -93,22 +121,46 @@ def compare(trainer, rounds):
             for fused, results in runs.items()}
 
 
+def compare_moe(plain, moe, rounds):
+    """{'plain': (best images/s, peak MB), 'task-MoE': ...}, alternating the two each round (fused forwards)."""
+    for trainer in (plain, moe):
+        measure(trainer, True)
+    runs = {"plain": [], "task-MoE": []}
+    for _ in range(rounds):
+        for name, trainer in (("plain", plain), ("task-MoE", moe)):
+            runs[name].append(measure(trainer, True))
+    return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
+            for name, results in runs.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed steps per forward, alternating")
     parser.add_argument("--sizes", nargs="+", default=["tiny", "base"], choices=["tiny", "base"])
     parser.add_argument("--full", action="store_true", help="base at 384x384 with the recipe's per-GPU batch")
+    parser.add_argument("--parts", nargs="+", default=["fusion", "moe"], choices=["fusion", "moe"],
+                        help="fusion: fused vs per-task forward; moe: task-MoE step vs the plain ViT step")
     args = parser.parse_args(argv)
     paddle.set_device("cpu")
     print(f"CPU, {THREADS} thread(s), paddle {paddle.__version__}, best of {args.rounds} alternating step(s) per row")
-    print(f"{'size':<6} {'images':>6} {'forward':<9} {'images/s':>9} {'peak MB':>8} {'vs fused':>9}")
-    for size in args.sizes:
+    if "fusion" in args.parts:
+        print(f"{'size':<6} {'images':>6} {'forward':<9} {'images/s':>9} {'peak MB':>8} {'vs fused':>9}")
+    for size in (args.sizes if "fusion" in args.parts else []):
         trainer, images = build_step(size, args.full)
         results = compare(trainer, args.rounds)
         for name, fused in (("fused", True), ("per-task", False)):
             rate, peak = results[fused]
             print(f"{size:<6} {images:>6} {name:<9} {rate:>9.1f} {peak:>8.1f} {rate / results[True][0]:>8.2f}x",
                   flush=True)
+    if "moe" in args.parts:
+        print(f"{'size':<6} {'images':>6} {'model':<9} {'s/step':>9} {'peak MB':>8} {'vs plain':>9}  (4 tasks)")
+    for size in (args.sizes if "moe" in args.parts else []):
+        plain, moe, images = build_moe_step(size, args.full)
+        results = compare_moe(plain, moe, args.rounds)
+        for name in ("plain", "task-MoE"):
+            rate, peak = results[name]
+            print(f"{size:<6} {images:>6} {name:<9} {images / rate:>9.4f} {peak:>8.1f} "
+                  f"{results['plain'][0] / rate:>8.2f}x", flush=True)
     return 0
 
 
