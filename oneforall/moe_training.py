@@ -8,9 +8,11 @@ would all-reduce gradient buckets while those calls are still in flight, in an o
 So this step runs without DataParallel (`data_parallel = False`) and, after the backward pass, all-reduces every
 gradient itself in a fixed order and divides by the world size: every gradient is the global mean over ranks of
 the per-rank loss sums, as in the original's MoE trainer. Parameters a rank did not use (other tasks' experts) take
-part with a zero gradient (a zero-weighted term of the loss puts them in the graph).
+part with a zero gradient (a zero-weighted term of the loss puts them in the graph). The step also broadcasts rank
+0's parameters at the first step and can initialise the backbone from a plain ViT (`init_checkpoint`).
 """
 import io
+import logging
 
 import numpy as np
 import paddle
@@ -25,6 +27,7 @@ from . import losses as _losses  # noqa: F401  (registers SoftTargetCrossEntropy
 from . import task_moe as _task_moe  # noqa: F401  (registers TaskMoEVisionTransformer)
 from .data import classification as _classification  # noqa: F401  (registers ClassificationTrainDataset)
 
+logger = logging.getLogger("oneforall.moe_training")
 BUCKET_ELEMENTS = 1 << 25  # gradients are all-reduced in buckets of up to 32M values (bounded extra memory)
 
 
@@ -116,8 +119,8 @@ class TaskMoEStep(SimpleStep):
 
     data_parallel = False  # allinone.engine.build: do not wrap the model in paddle.DataParallel
 
-    def __init__(self, ranks_per_task=None, expert_parallel=True, gate_log_period=100):
-        self.ranks_per_task = dict(ranks_per_task or {})
+    def __init__(self, ranks_per_task=None, expert_parallel=True, gate_log_period=100, init_checkpoint=None):
+        self.ranks_per_task, self.init_checkpoint = dict(ranks_per_task or {}), init_checkpoint
         self.expert_parallel, self.gate_log_period = bool(expert_parallel), int(gate_log_period)
         self.ready = False
 
@@ -126,6 +129,11 @@ class TaskMoEStep(SimpleStep):
         unknown = sorted(set(self.ranks_per_task) - set(backbone.tasks))
         if unknown:
             raise ValueError(f"Train.step.ranks_per_task names unknown task(s) {unknown}; tasks: {list(backbone.tasks)}")
+        if self.init_checkpoint and trainer.iter == 0:
+            from .moe_checkpoint import load_task_moe_checkpoint
+
+            report = load_task_moe_checkpoint(backbone, self.init_checkpoint)
+            logger.info("backbone initialised from %s: %d tensors", self.init_checkpoint, len(report.loaded))
         self.world_size = dist.get_world_size()
         if self.world_size > 1:
             broadcast_state(trainer.module)

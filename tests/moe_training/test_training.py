@@ -222,3 +222,30 @@ def test_recipe_batches_are_heterogeneous_over_all_24_tasks(oneforall_root, trai
         assert task_batch["images"].shape == [4, 3, 16, 16], task
     assert batch["task6"]["targets"].shape == [4, 3]  # the ImageNet task's soft (mixed) targets
     assert batch["person"]["dataset_name"] == ["PersonAll"] * 4 and batch["veri"]["dataset_name"] == ["veriall"] * 4
+
+
+def test_init_from_a_plain_vit_puts_its_ffn_into_every_expert(demo_root, tmp_path, monkeypatch):
+    from allinone.config import load_config
+    from allinone.modeling import build_model
+
+    monkeypatch.setenv("FASTREID_DATASETS", demo_root)
+    plain_cfg = load_config(TINY)
+    plain_cfg.Model.backbone["name"] = "VisionTransformer"
+    for key in ("tasks", "tau", "gate", "train_common_expert", "choices", "head_dim"):
+        del plain_cfg.Model.backbone[key]
+    plain_cfg.Model["heads"] = {}
+    paddle.seed(5)
+    plain = build_model(plain_cfg)
+    path = tmp_path / "plain.pdparams"
+    paddle.save(plain.state_dict(), str(path))
+    trainer = build_tiny_trainer(demo_root, str(tmp_path / "out"), "Train.max_iter=1",
+                                 "Optimizer.lr.warmup_fraction=1.0", f"Train.step.init_checkpoint={path}")
+    trainer.train()  # iteration 0 has lr 0: the loaded weights stay as loaded
+    state = {k: v.numpy() for k, v in trainer.module.state_dict().items()}
+    source = {k: v.numpy() for k, v in plain.state_dict().items()}
+    for expert in ("common_expert", "specific_experts.face", "specific_experts.task18"):
+        np.testing.assert_array_equal(state[f"backbone.blocks.1.mlp.{expert}.fc2.weight"],
+                                      source["backbone.blocks.1.mlp.fc2.weight"])
+    np.testing.assert_array_equal(state["backbone.patch_embeds.veri.proj.weight"],
+                                  source["backbone.patch_embed.proj.weight"])
+    np.testing.assert_array_equal(state["backbone.blocks.0.attn.qkv.weight"], source["backbone.blocks.0.attn.qkv.weight"])
