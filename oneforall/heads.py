@@ -16,13 +16,14 @@ class ClassificationHead(EmbeddingHead):
     def __init__(self, in_dim, num_classes=0, scale=1.0, with_bnneck=False, neck_feat="before", **original):
         original.pop("cls_type", None)  # the original's 'classification'; this class is that type
         super().__init__(in_dim, 0, "Linear", scale, 0.0, with_bnneck, neck_feat, **original)
-        if num_classes <= 0:
-            raise ValueError("ClassificationHead needs num_classes > 0 (training sets it from the data; an evaluation "
-                             "config gives it, as the training run's config.yaml does)")
         self.scale = float(scale)
-        self.linear = nn.Linear(in_dim, int(num_classes))
+        # num_classes 0: a config before training fills it in from the data (a forward is then an error)
+        self.linear = nn.Linear(in_dim, int(num_classes)) if num_classes > 0 else None
 
     def forward(self, tokens, task_batch=None):
+        if self.linear is None:
+            raise ValueError("ClassificationHead has num_classes 0: training sets it from the data; an evaluation "
+                             "config gives it (as the training run's config.yaml does)")
         neck = self.bottleneck(tokens[:, 0])  # B, D
         logits = self.linear(neck) * self.scale
         if not self.training:

@@ -218,6 +218,8 @@ def shipped_configs():
 def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
     """Evaluation configs pass the evaluation check, training configs the training one too, and the tiny models
     build: no key in a shipped config is silently ignored."""
+    import oneforall.elastic  # noqa: F401  (the supernet backbones; and the task-MoE training step, heads, losses:)
+    import oneforall.moe_training  # noqa: F401
     from allinone.evaluation.suite import check_evaluation_config
 
     cfg = load_config(path)
