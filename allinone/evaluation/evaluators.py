@@ -119,9 +119,14 @@ class FeatureEvaluator(DatasetEvaluator):
 
     def evaluate(self):
         test_set = self._bound()
-        features = gather_rows(self._rows, self._indices, test_set, len(self.images(test_set)), self.distributed)
+        features = self.features()
         check_finite(features, test_set)
         return self._metrics(features, test_set)
+
+    def features(self):
+        """The processed features [N, D] in data-set order (what `evaluate` scores; pictures draw from them)."""
+        test_set = self._bound()
+        return gather_rows(self._rows, self._indices, test_set, len(self.images(test_set)), self.distributed)
 
     def score(self, features, test_set):
         """Metrics of precomputed features [N, D] (row i = `images(test_set)[i]`) through the protocol."""
