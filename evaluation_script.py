@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from allinone.commands.evaluate import main  # noqa: E402
+from allinone.commands.evaluate import DEFAULT_CONFIG, draw_pictures, main, parse_args, run  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main(prog="evaluation_script.py"))

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from allinone.commands.export import main  # noqa: E402
+from allinone.commands.export import check_images, main, parse_args, run  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

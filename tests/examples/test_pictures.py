@@ -107,3 +107,33 @@ def test_roc_points_count_true_and_false_accepts():
     fpr, tpr = roc_points(dist, issame, thresholds=np.array([0.0, 0.2, 0.4, 0.6, 1.0]))
     np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
     np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+
+
+TINY_TRAIN_YAML = """
+_base_: {root}/configs/allinone/tiny_demo.yaml
+Model:
+  backbone: {{embed_dim: 32, depth: 1, num_heads: 2}}
+  heads:
+    task1: {{feat_dim: 32}}
+    task2: {{feat_dim: 32}}
+    task3: {{feat_dim: 32}}
+    task4: {{feat_dim: 32}}
+Train: {{max_iter: 2, checkpoint_period: 0, log_period: 1, eval_period: 2, eval_datasets: 'LFW,Market1501'}}
+"""
+
+
+def test_training_writes_the_evaluation_pictures_to_visualdl(mini_root, tmp_path):
+    from visualdl import LogReader
+
+    config = tmp_path / "tiny_train.yaml"
+    config.write_text(TINY_TRAIN_YAML.format(root=ROOT))
+    env = dict(os.environ, FASTREID_DATASETS=mini_root, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", str(config), "-o",
+                             f"Global.output_dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs = [f for f in os.listdir(tmp_path / "run" / "vdl") if f.startswith("vdlrecords")]
+    reader = LogReader(file_path=str(tmp_path / "run" / "vdl" / logs[0]))
+    tags = set(reader.get_tags().get("image", []))
+    assert {"vis/LFW_roc", "vis/LFW_thresholds", "vis/Market1501_worst1", "vis/Market1501_best1",
+            "vis/Market1501_vs_published"} <= tags, tags
