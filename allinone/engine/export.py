@@ -75,13 +75,14 @@ def require_onnx_tools():
 
 def export_onnx(prefix, onnx_path=None, opset=ONNX_OPSET):
     """Convert the Paddle Inference files at `prefix` to ONNX (batch size left free); returns the .onnx path.
-    onnxoptimizer is used for the graph clean-up: paddle2onnx's default (polygraphy) pip-installs packages at run
-    time, which an export must not do."""
+    paddle2onnx's after-conversion clean-up is off (`optimize_tool="none"`): its default (polygraphy) pip-installs
+    packages while exporting, and onnxoptimizer 0.3.13 lacks a pass it asks for; ONNX Runtime optimises the graph
+    when it loads it anyway."""
     os.environ.setdefault("POLYGRAPHY_AUTOINSTALL_DEPS", "0")
     paddle2onnx = _require("paddle2onnx", "paddle2onnx")
     onnx_path = onnx_path or os.path.join(os.path.dirname(prefix), ONNX_FILE)
     paddle2onnx.export(prefix + ".json", prefix + ".pdiparams", onnx_path, opset_version=opset,
-                       enable_onnx_checker=True, optimize_tool="onnxoptimizer")
+                       enable_onnx_checker=True, optimize_tool="none")
     if not os.path.isfile(onnx_path):
         raise RuntimeError(f"paddle2onnx wrote no {onnx_path}")
     return onnx_path

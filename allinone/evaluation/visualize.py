@@ -1,6 +1,6 @@
 """Pictures of an evaluation: rank lists (ReID, SOP), ROC and 10-fold threshold curves (faces), measured vs published.
 
-Drawn headless (matplotlib's Agg backend) from the features the evaluators kept, so nothing is run twice through the
+Drawn headless (matplotlib Figures on the Agg canvas, pyplot untouched) from the features the evaluators kept, so nothing is run twice through the
 model. Rank lists are composed pixel by pixel (numpy) and placed 1:1 in the figure (`figimage`), so a frame's colour
 in the PNG is exactly `MATCH_RGB` (same identity / class as the query) or `MISMATCH_RGB`; every rank-list PNG has a
 JSON sidecar naming the query, the drawn gallery images, their distances and whether each matches.
@@ -29,13 +29,15 @@ TOP_K = 10
 QUERY_BLOCK = 256
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(**kwargs):
+    """A matplotlib Figure drawn by the Agg canvas, without pyplot: no global backend is switched, so a notebook's
+    inline plots keep working and no display is ever needed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(**kwargs)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------- ranking (bounded)
@@ -115,10 +117,9 @@ def rank_list_canvas(query_image, gallery_images, matches):
 
 def save_rank_list(path, title, canvas, labels):
     """Write `canvas` 1:1 under a title line and over one label per panel; returns the PNG path."""
-    plt = _pyplot()
     title_px, label_px, dpi = 28, 22, 100
     height, width = canvas.shape[:2]
-    fig = plt.figure(figsize=(width / dpi, (height + title_px + label_px) / dpi), dpi=dpi)
+    fig = new_figure(figsize=(width / dpi, (height + title_px + label_px) / dpi), dpi=dpi)
     fig.figimage(canvas, xo=0, yo=label_px, origin="upper")
     fig.text(0.01, 1 - 4 / (height + title_px + label_px), title, va="top", ha="left", fontsize=9)
     panel_w = PANEL_HW[1] + 2 * FRAME
@@ -127,7 +128,6 @@ def save_rank_list(path, title, canvas, labels):
         fig.text((x + panel_w / 2) / width, 2 / (height + title_px + label_px), label, ha="center", va="bottom",
                  fontsize=7)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
@@ -183,11 +183,13 @@ def roc_points(dist, issame, thresholds=THRESHOLDS):
 
 def face_pictures(out_dir, name, features, issame, num_folds=10, thresholds=THRESHOLDS):
     """The ROC curve and the per-fold threshold choice of one face set (the protocol of face.py); returns paths."""
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     dist = pair_distances(features)
     issame = np.asarray(issame, dtype=bool)[:len(dist)]
     fpr, tpr = roc_points(dist, issame, thresholds)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = new_figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     ax.plot(fpr, tpr, color="tab:blue")
     ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=0.8)
     auc = float(np.trapz(np.r_[0, tpr, 1], np.r_[0, fpr, 1]))
@@ -197,11 +199,11 @@ def face_pictures(out_dir, name, features, issame, num_folds=10, thresholds=THRE
     roc_path = os.path.join(out_dir, f"{name}_roc.png")
     fig.tight_layout()
     fig.savefig(roc_path, dpi=100)
-    plt.close(fig)
 
     correct = (dist[None, :] < thresholds[:, None]) == issame[None, :]  # [T, P]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    colours = plt.get_cmap("tab10")
+    fig = new_figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    colours = colormaps["tab10"]
     for fold, (train, test) in enumerate(contiguous_folds(len(dist), num_folds)):
         train_accuracy = correct[:, train].mean(axis=1) * 100
         best = int(np.argmax(train_accuracy))
@@ -214,7 +216,6 @@ def face_pictures(out_dir, name, features, issame, num_folds=10, thresholds=THRE
     folds_path = os.path.join(out_dir, f"{name}_thresholds.png")
     fig.tight_layout()
     fig.savefig(folds_path, dpi=100)
-    plt.close(fig)
     return [roc_path, folds_path]
 
 
@@ -223,10 +224,10 @@ def face_pictures(out_dir, name, features, issame, num_folds=10, thresholds=THRE
 def published_bars(out_dir, name, measured, published):
     """Bar chart of the measured metrics beside the published ones (metrics without a published value: measured
     only); returns the path."""
-    plt = _pyplot()
     metrics = list(published) or [metric for metric in measured if metric != "metric"]
     x = np.arange(len(metrics))
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics), 3.5))
+    fig = new_figure(figsize=(1.2 + 1.1 * len(metrics), 3.5))
+    ax = fig.subplots()
     ax.bar(x - 0.2, [measured[m] for m in metrics], width=0.4, label="measured", color="tab:blue")
     ax.bar(x + 0.2, [published.get(m, np.nan) for m in metrics], width=0.4, label="published", color="tab:gray")
     for position, metric in enumerate(metrics):
@@ -237,7 +238,6 @@ def published_bars(out_dir, name, measured, published):
     path = os.path.join(out_dir, f"{name}_vs_published.png")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
