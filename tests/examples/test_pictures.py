@@ -137,3 +137,22 @@ def test_training_writes_the_evaluation_pictures_to_visualdl(mini_root, tmp_path
     tags = set(reader.get_tags().get("image", []))
     assert {"vis/LFW_roc", "vis/LFW_thresholds", "vis/Market1501_worst1", "vis/Market1501_best1",
             "vis/Market1501_vs_published"} <= tags, tags
+
+
+def test_first_match_ranks_and_the_picked_queries_follow_a_full_sort():
+    from allinone.evaluation.visualize import first_match_ranks, pick_queries
+
+    rng = np.random.RandomState(0)
+    query, gallery = rng.randn(40, 8).astype("float32"), rng.randn(60, 8).astype("float32")
+    q_pids, g_pids = rng.randint(0, 6, 40), rng.randint(0, 6, 60)
+    q_cams, g_cams = rng.randint(0, 3, 40), rng.randint(0, 3, 60)
+    ranks, margins = first_match_ranks(query, gallery, q_pids, g_pids, q_cams, g_cams, block=7)
+    normalise = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    dist = 1 - normalise(query) @ normalise(gallery).T
+    for q in range(40):
+        kept = [g for g in np.argsort(dist[q]) if not (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q])]
+        matches = [r for r, g in enumerate(kept) if g_pids[g] == q_pids[q]]
+        assert ranks[q] == (matches[0] if matches else -1)
+    worst, best = pick_queries(ranks, margins, 3)
+    assert ranks[worst[0]] == ranks.max() and ranks[best[0]] == 0
+    assert margins[best[0]] == margins[ranks == 0].max()

@@ -1,5 +1,7 @@
 """examples/allinone_quickstart.ipynb runs top to bottom (nbclient, this interpreter as kernel) on the tiny parity
-model and the miniature data tree, shows its figures, and the committed file keeps its rendered outputs."""
+model and the miniature data tree, shows its figures, and the committed file keeps its rendered outputs.
+
+After editing the notebook, save it with fresh outputs: `python tests/examples/test_quickstart_notebook.py`."""
 import json
 import os
 import sys
@@ -57,3 +59,27 @@ def test_notebook_runs_on_the_tiny_model_and_writes_only_to_its_output_folder(mi
     assert "query features (" in text and "LFW" in text and "Market1501" in text
     assert os.path.isfile(tmp_path / "out" / "vis" / "LFW_roc.png")
     assert sorted(os.listdir(os.path.dirname(NOTEBOOK))) == before  # nothing written beside the notebook
+
+
+def refresh(jupyter_dir):
+    """Execute the notebook as a user would (no data given: the miniature tree in a temporary folder) and save it
+    with its outputs."""
+    import pathlib
+
+    register_this_interpreter_as_kernel(pathlib.Path(jupyter_dir))
+    os.environ["JUPYTER_PATH"] = str(jupyter_dir)
+    os.environ.pop("FASTREID_DATASETS", None)
+    os.environ.setdefault("PYTHONPATH", REPO)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, kernel_name=KERNEL_NAME, timeout=600,
+                   resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}}).execute()
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(notebook, NOTEBOOK)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        refresh(folder)
+    print(f"saved {NOTEBOOK} with its outputs")
