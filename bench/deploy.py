@@ -123,8 +123,8 @@ def main():
     import paddle
 
     paddle.set_device("cpu")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads per runtime, "
-          f"paddle {paddle.__version__}")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} threads per "
+          f"runtime, paddle {paddle.__version__}")
     print("| model (batch) | dygraph img/s | Paddle Inference img/s (x dygraph) | ONNX Runtime img/s (x dygraph) | "
           "max abs diff PI / ORT (max abs feature) | ONNX conversion s |")
     print("|---|---|---|---|---|---|")

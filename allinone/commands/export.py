@@ -1,4 +1,4 @@
-"""Export a single-task feature extractor of a trained AllInOne model for Paddle Inference or ONNX Runtime, and check it.
+"""Export one task's feature extractor of a trained AllInOne model for Paddle Inference or ONNX Runtime; check it.
 
     ufo-export -c CONFIG --model_path model_final.pdparams --task task3 --output DIR [--format paddle|onnx]
         [--images a.jpg b.jpg ...] [-o Section.key=value ...]
@@ -12,9 +12,13 @@ difference and fails if the features differ. How to load the files: docs/deploy.
 """
 import argparse
 
-from ..config import ConfigError, load_config
-from ..utils.cli import run_cli
-from ..utils.env import configure_threads
+from ..utils.cli import quiet_third_party
+
+quiet_third_party()
+
+from ..config import ConfigError, load_config  # noqa: E402  (after the quiet set-up)
+from ..utils.cli import run_cli  # noqa: E402
+from ..utils.env import configure_threads  # noqa: E402
 
 FORMATS = ("paddle", "onnx")
 

@@ -20,7 +20,8 @@ from ..utils.env import configure_threads
 
 def parse_args(argv=None, prog="ufo-train"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("-c", "--config", required=True, help="YAML training config: a path or a packaged name (allinone/tiny_demo)")
+    parser.add_argument("-c", "--config", required=True,
+                        help="YAML training config: a path or a packaged name (allinone/tiny_demo)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value, e.g. -o Train.max_iter=100 (repeatable)")
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",

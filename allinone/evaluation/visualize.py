@@ -1,9 +1,10 @@
 """Pictures of an evaluation: rank lists (ReID, SOP), ROC and 10-fold threshold curves (faces), measured vs published.
 
-Drawn headless (matplotlib Figures on the Agg canvas, pyplot untouched) from the features the evaluators kept, so nothing is run twice through the
-model. Rank lists are composed pixel by pixel (numpy) and placed 1:1 in the figure (`figimage`), so a frame's colour
-in the PNG is exactly `MATCH_RGB` (same identity / class as the query) or `MISMATCH_RGB`; every rank-list PNG has a
-JSON sidecar naming the query, the drawn gallery images, their distances and whether each matches.
+Drawn headless (matplotlib Figures on the Agg canvas, pyplot untouched) from the features the evaluators kept, so
+nothing runs twice through the model. Rank lists are composed pixel by pixel (numpy) and placed 1:1 in the figure
+(`figimage`), so a frame's colour in the PNG is exactly `MATCH_RGB` (same identity / class as the query) or
+`MISMATCH_RGB`; every rank-list PNG has a JSON sidecar naming the query, the drawn gallery images, their distances and
+whether each matches.
 
 Which queries are drawn: per query, the rank of its first true match among the gallery items the protocol keeps
 (ReID drops items of the query's identity *and* camera; SOP drops the query itself), computed by blocks of queries
