@@ -97,7 +97,7 @@ def run(args):
 def draw_pictures(suite, out_dir):
     """The pictures of every evaluated test set (allinone/evaluation/visualize.py), from the kept features."""
     from ..evaluation.evaluators import FeatureEvaluator
-    from ..evaluation.visualize import test_set_pictures
+    from ..evaluation.visualize import published_bars, test_set_pictures
 
     written = []
     for entry in suite.entries:
@@ -105,6 +105,10 @@ def draw_pictures(suite, out_dir):
         if isinstance(evaluator, FeatureEvaluator):
             written += test_set_pictures(out_dir, entry, test_set, evaluator, evaluator.features(),
                                          suite.results[entry.name])
+        else:  # e.g. class scores: only the numbers
+            os.makedirs(out_dir, exist_ok=True)
+            written.append(published_bars(out_dir, entry.name, suite.results[entry.name],
+                                          dict(entry.get("published") or {})))
     logger.info("%d pictures written to %s", len(written), out_dir)
     return written
 
