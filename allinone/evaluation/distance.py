@@ -73,7 +73,8 @@ def _inner_product_predictor(dim, threads):
 
 
 class InnerProducts:
-    """`products(query)` = query @ gallery.T (float32 NumPy [rows, G]) for a fixed gallery [G, D], on `engine`."""
+    """`products(query)` = query @ gallery.T (float32 NumPy [rows, G], read-only) for a fixed gallery [G, D], on
+    `engine`."""
 
     def __init__(self, gallery, engine="auto"):
         self.engine = resolve_engine(engine)
@@ -86,10 +87,7 @@ class InnerProducts:
 
         if self.engine == "inference":
             self._predictor = _inner_product_predictor(self.gallery.shape[1], cpu_threads())
-            self._query_input = self._predictor.get_input_handle("query")
             self._gallery_tensor = _zero_copy_tensor(self.gallery, "gallery")
-            self._predictor.get_input_handle("gallery").share_external_data(self._gallery_tensor)
-            self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
         elif paddle.device.get_device() == "cpu":
             self._gallery_tensor = _zero_copy_tensor(self.gallery, "gallery")
         else:
@@ -103,9 +101,11 @@ class InnerProducts:
         if len(query) == 0 or len(self.gallery) == 0:
             return np.empty((len(query), len(self.gallery)), dtype=np.float32)
         if self.engine == "inference":
-            self._query_input.copy_from_cpu(query)
-            self._predictor.run()
-            return self._output.copy_to_cpu()
-        import paddle
+            product = self._predictor.run([_zero_copy_tensor(query, "query"), self._gallery_tensor])[0]
+        else:
+            import paddle
 
-        return paddle.matmul(paddle.to_tensor(query), self._gallery_tensor, transpose_y=True).numpy()
+            product = paddle.matmul(paddle.to_tensor(query), self._gallery_tensor, transpose_y=True)
+        if product.place.is_cpu_place():
+            return np.from_dlpack(product)  # no copy, read-only: the array keeps the tensor's memory alive
+        return product.numpy()

@@ -27,14 +27,18 @@ FULL_SORT_FRACTION = 0.5
 
 def cosine_distance_blocks(query_features, gallery_features, block_bytes=BLOCK_BYTES, engine="auto"):
     """Yield (start, dist) with dist = 1 - q̂·ĝᵀ (float32) for consecutive blocks of queries, about `block_bytes`
-    each. The gallery is not copied: its rows are normalised by dividing the product's columns by their norms."""
+    each. The gallery is not copied: its rows are normalised by dividing the product's columns by their norms. One
+    buffer serves all blocks (no page faults for a fresh array each time): use a block before asking for the next."""
     gallery = np.ascontiguousarray(gallery_features, dtype=np.float32)
     gallery_norms = row_norms(gallery)
     products = InnerProducts(gallery, engine)
     rows = max(1, block_bytes // (4 * max(1, gallery.shape[0])))
+    buffer = np.empty((min(rows, len(query_features)), gallery.shape[0]), dtype=np.float32)
     for start in range(0, len(query_features), rows):
-        dist = products(l2_normalize(query_features[start:start + rows]))
-        np.divide(dist, gallery_norms, out=dist)
+        product = products(l2_normalize(query_features[start:start + rows]))
+        dist = buffer[:len(product)]
+        np.divide(product, gallery_norms, out=dist)
+        del product
         np.subtract(1, dist, out=dist)
         yield start, dist
 
