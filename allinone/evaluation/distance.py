@@ -14,6 +14,7 @@ the query block themselves and scale the columns, so a large gallery is never co
 """
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -61,7 +62,9 @@ def _inner_product_predictor(dim, threads):
                  paddle.static.InputSpec([None, dim], "float32", "gallery")]
         with tempfile.TemporaryDirectory() as folder:
             prefix = os.path.join(folder, "inner_product")
-            paddle.jit.save(InnerProduct(), prefix, input_spec=specs)
+            with warnings.catch_warnings():  # "no variable in your model": the program has no weights, by design
+                warnings.simplefilter("ignore", UserWarning)
+                paddle.jit.save(InnerProduct(), prefix, input_spec=specs)
             program = next(prefix + ext for ext in (".json", ".pdmodel") if os.path.exists(prefix + ext))
             config = inference.Config(program, prefix + ".pdiparams")
             config.disable_gpu()
@@ -93,19 +96,24 @@ class InnerProducts:
         else:
             self._gallery_tensor = paddle.to_tensor(self.gallery)
 
-    def __call__(self, query):
+    def __call__(self, query, first_column=0):
+        """query @ gallery[first_column:].T"""
         query = np.ascontiguousarray(query, dtype=np.float32)
         if query.ndim != 2 or query.shape[1] != self.gallery.shape[1]:
             raise ValueError(f"query features must be [n, {self.gallery.shape[1]}] like the gallery, "
                              f"got shape {query.shape}")
-        if len(query) == 0 or len(self.gallery) == 0:
-            return np.empty((len(query), len(self.gallery)), dtype=np.float32)
+        if len(query) == 0 or len(self.gallery) <= first_column:
+            return np.empty((len(query), max(0, len(self.gallery) - first_column)), dtype=np.float32)
+        gallery = self._gallery_tensor
+        if first_column:
+            gallery = (gallery[first_column:] if gallery.place.is_gpu_place()
+                       else _zero_copy_tensor(self.gallery[first_column:], "gallery_part"))
         if self.engine == "inference":
-            product = self._predictor.run([_zero_copy_tensor(query, "query"), self._gallery_tensor])[0]
+            product = self._predictor.run([_zero_copy_tensor(query, "query"), gallery])[0]
         else:
             import paddle
 
-            product = paddle.matmul(paddle.to_tensor(query), self._gallery_tensor, transpose_y=True)
+            product = paddle.matmul(paddle.to_tensor(query), gallery, transpose_y=True)
         if product.place.is_cpu_place():
             return np.from_dlpack(product)  # no copy, read-only: the array keeps the tensor's memory alive
         return product.numpy()

@@ -4,7 +4,8 @@ import pytest
 from allinone.evaluation.distance import InnerProducts
 from allinone.evaluation.features import l2_normalize
 from allinone.evaluation.retrieval import (DEFAULT_BACKEND, RETRIEVAL_BACKENDS, neighbours_without_self,
-                                           recall_at_ks, recall_from_similarities)
+                                           recall_at_ks, recall_from_similarities, same_label_pairs,
+                                           same_label_similarities)
 
 BACKENDS = pytest.mark.parametrize("backend", RETRIEVAL_BACKENDS)
 
@@ -32,10 +33,12 @@ def test_query_blocks_do_not_change_the_result(eval_reference):
 
 
 def brute_force_hits(features, labels, ks, engine):
-    """Recall@K written the plain way on the same similarities: per query a full stable sort (descending, ties by
-    index) of all other items."""
+    """Recall@K written the plain way on the same similarities (the engine's GEMM, same-label pairs from
+    `same_label_similarities`): per query a full stable sort (descending, ties by index) of all other items."""
     normalised = l2_normalize(features)
-    sim = InnerProducts(normalised, engine)(normalised)
+    sim = InnerProducts(normalised, engine)(normalised).copy()
+    rows, cols = same_label_pairs(labels)
+    sim[rows, cols] = same_label_similarities(normalised, rows, cols)
     hits = {k: 0 for k in ks}
     for i in range(len(sim)):
         others = np.delete(np.arange(len(sim)), i)
@@ -104,3 +107,19 @@ def test_labels_are_compared_as_strings(backend):
     features = np.float32([[1, 0], [1, 0.1], [0, 1], [0.1, 1]])
     results = recall_at_ks(features, np.array(["011", "11", "5", "5"]), ks=(1,), backend=backend)
     assert results["Recall@1"] == 50.0
+
+
+@BACKENDS
+def test_the_evaluator_takes_the_backend_as_an_argument(eval_reference, backend):
+    from types import SimpleNamespace
+
+    from allinone.registry import EVALUATORS
+
+    arrays, expected = eval_reference
+    test_set = SimpleNamespace(query=[(f"p_{i}.jpg", str(label), 0) for i, label in enumerate(arrays["sop_labels"])],
+                               gallery=[], dataset_name="sop")
+    evaluator = EVALUATORS.build({"name": "RetrievalEvaluator", "retrieval_backend": backend})
+    assert evaluator.retrieval_backend == backend
+    assert evaluator.evaluate(arrays["sop_feats"], test_set) == expected["sop"]
+    with pytest.raises(ValueError, match="retrieval_backend"):
+        EVALUATORS.build({"name": "RetrievalEvaluator", "retrieval_backend": "gpu"})
