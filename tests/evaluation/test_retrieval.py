@@ -120,6 +120,6 @@ def test_the_evaluator_takes_the_backend_as_an_argument(eval_reference, backend)
                                gallery=[], dataset_name="sop")
     evaluator = EVALUATORS.build({"name": "RetrievalEvaluator", "retrieval_backend": backend})
     assert evaluator.retrieval_backend == backend
-    assert evaluator.evaluate(arrays["sop_feats"], test_set) == expected["sop"]
+    assert evaluator.score(arrays["sop_feats"], test_set) == expected["sop"]
     with pytest.raises(ValueError, match="retrieval_backend"):
         EVALUATORS.build({"name": "RetrievalEvaluator", "retrieval_backend": "gpu"})
