@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 
 from allinone.registry import SAMPLERS
+from allinone.data.build import WORKER_SHARED_MEMORY
 
 TASK_ORDER = ("segmentation", "fgvc", "trafficsign")
 
@@ -49,7 +50,7 @@ def build_eval_loader(dataset, batch_size=1, num_workers=0):
     """Every item of `dataset` once, in order (evaluation and prediction run on one process)."""
     batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
     return paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, num_workers=num_workers,
-                                return_list=True)
+                                return_list=True, use_shared_memory=WORKER_SHARED_MEMORY)
 
 
 __all__ = ["ClassAwareSampler", "TASK_ORDER", "build_eval_loader"]
