@@ -10,8 +10,8 @@ in the task's global stream, so 1 and N processes see the same samples augmented
 import numpy as np
 import paddle
 
-from allinone.registry import SAMPLERS
 from allinone.data.build import WORKER_SHARED_MEMORY
+from allinone.registry import SAMPLERS
 
 TASK_ORDER = ("segmentation", "fgvc", "trafficsign")
 
