@@ -38,7 +38,17 @@ setup(
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.8",
-    packages=find_packages(include=["allinone", "allinone.*", "oneforall", "oneforall.*"]),
+    # the YAML configs ship inside the package as allinone/configs/ (read from configs/ of the checkout), so
+    # `ufo-eval --config allinone/vitlarge_eval` finds them after `pip install .`
+    packages=find_packages(include=["allinone", "allinone.*", "oneforall", "oneforall.*"]) + ["allinone.configs"],
+    package_dir={"allinone.configs": "configs"},
+    package_data={"allinone.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    entry_points={"console_scripts": [
+        "ufo-eval = allinone.commands.evaluate:main",
+        "ufo-train = allinone.commands.train:main",
+        "ufo-export = allinone.commands.export:main",
+        "ufo-gpnas = oneforall.gpnas.cli:main",
+    ]},
     install_requires=requirements,
     extras_require={
         "gpu": ["paddlepaddle-gpu==3.3.1", "faiss-gpu"],

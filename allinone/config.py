@@ -176,10 +176,13 @@ def _load_tree(path, chain):
 
 
 def _find_base(base, including):
-    """A `_base_` entry: relative to the including file, else to the project root (absolute paths as they are)."""
+    """A `_base_` entry: relative to the including file, else to the project root, else (an installed package) the
+    packaged configs folder (`configs/allinone/x.yaml` is `<package>/configs/allinone/x.yaml`); absolute paths as
+    they are."""
     candidates = [os.path.join(os.path.dirname(including), base)]
     if not os.path.isabs(base):
         candidates.append(os.path.join(project_root(), base))
+        candidates.append(os.path.join(packaged_configs(), _strip_configs_prefix(base)))
     for candidate in candidates:
         if os.path.isfile(candidate):
             return os.path.abspath(candidate)
@@ -239,15 +242,43 @@ def load_config(path, overrides=None):
 
 
 def resolve_config_path(path):
-    """A config path as given, or relative to the project root (so tools run from any folder)."""
-    if os.path.isfile(path):
-        return os.path.abspath(path)
-    root_relative = os.path.join(project_root(), path)
-    if os.path.isfile(root_relative):
-        return root_relative
-    raise ConfigError(f"config file not found: {path} (also looked in {root_relative})")
+    """A config given as a path (as given, or relative to the project root, so tools run from any folder) or by
+    name: `allinone/vitlarge_eval` is `configs/allinone/vitlarge_eval.yaml` of the checkout or of the installed
+    package (the configs ship inside it, see setup.py)."""
+    candidates = [path, os.path.join(project_root(), path)]
+    if not os.path.isabs(path):
+        name = _strip_configs_prefix(path)
+        name = name if name.endswith((".yaml", ".yml")) else name + ".yaml"
+        candidates += [os.path.join(project_root(), "configs", name), os.path.join(packaged_configs(), name)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise ConfigError(f"config file not found: {path} (a path, or a name such as allinone/vitlarge_eval; also "
+                      f"looked for {', '.join(dict.fromkeys(os.path.abspath(c) for c in candidates[1:]))}; "
+                      f"packaged configs: {', '.join(packaged_config_names()) or 'none'})")
+
+
+def _strip_configs_prefix(path):
+    parts = path.replace(os.sep, "/").split("/")
+    return "/".join(parts[1:]) if len(parts) > 1 and parts[0] == "configs" else path
 
 
 def project_root():
     """The checkout that holds `configs/` (the parent of this package)."""
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def packaged_configs():
+    """Where an installed package keeps the configs (`allinone/configs/`; in a checkout they are in `configs/`)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def packaged_config_names():
+    """Names (`allinone/vitlarge_eval`, ...) of the configs found in the checkout's or the package's folder."""
+    names = set()
+    for folder in (os.path.join(project_root(), "configs"), packaged_configs()):
+        for parent, _, files in os.walk(folder):
+            for file in files:
+                if file.endswith(".yaml"):
+                    names.add(os.path.relpath(os.path.join(parent, file), folder)[:-len(".yaml")].replace(os.sep, "/"))
+    return sorted(names)

@@ -5,7 +5,9 @@ softmax(q k^T) v attention, measured in the same run, with the largest output di
     python bench/forward.py --full     # adds ViT-B and ViT-L at 384x384 (the evaluation size): ~10 min
 
 On CPU paddle's scaled_dot_product_attention runs its "math" backend (the same ops as the plain path); on GPU it
-picks a memory-efficient / flash kernel.
+picks a memory-efficient / flash kernel. The first line gives the machine's GEMM ceiling (2048^3 float32 matmul
+GFLOP/s of Paddle dygraph, of Paddle Inference with oneDNN and of NumPy, from bench/eval_ranking.py): the ViT forward
+is matmul-bound, so it shows how far the dygraph forward is from what the cores can do.
 """
 import argparse
 import os
@@ -75,6 +77,10 @@ def main():
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} thread(s), "
           f"paddle {paddle.__version__}, device {paddle.device.get_device()}")
+    from eval_ranking import gemm_ceilings  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+    print("GEMM ceiling 2048^3 GFLOP/s (wall / per CPU-second x threads): " +
+          ", ".join(f"{name} {wall:.0f} / {cpu:.0f}" for name, (wall, cpu) in gemm_ceilings().items()))
     print(f"{'model':<15} {'batch':>5} {'plain img/s':>12} {'fused img/s':>12} {'fused/plain':>12} {'max |diff|':>11}")
     cases = {**CASES, **(FULL_CASES if args.full else {})}
     for name, (vit_args, batch, batches) in cases.items():

@@ -16,6 +16,11 @@ logger = logging.getLogger(__name__)
 MODES = ("heterogeneous", "homogeneous")
 
 
+# Workers send numpy batches through a pipe instead of building Paddle tensors in shared memory. A worker is forked
+# while other loaders' reader threads in the parent are allocating tensors; a worker that then touches Paddle's
+# allocator can block forever on the lock it inherited mid-use (seen as hung test runs with several task loaders).
+# With numpy batches the workers never call the allocator; the parent turns them into tensors.
+WORKER_SHARED_MEMORY = False
 LOADER_KEYS = ("type", "batch_size", "sampler", "num_workers")  # the rest of a task's spec goes to its dataset type
 DEFAULT_TYPE = "TrainImageDataset"
 
@@ -43,7 +48,8 @@ def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, 
     dataset = TestImageDataset(items, transform.to_uint8 if split else transform)
     return TestLoader(paddle.io.DataLoader(dataset,
                                            batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
-                                           collate_fn=collate, num_workers=num_workers),
+                                           collate_fn=collate, num_workers=num_workers,
+                                           use_shared_memory=WORKER_SHARED_MEMORY),
                       transform.normalize if split else None)
 
 
@@ -154,7 +160,8 @@ class MultiTaskTrainLoader:
             with global_rngs_restored():  # Paddle draws its workers' base seed from NumPy's generator
                 collate_fn = collate_with_errors(getattr(loader.dataset, "collate", collate))
                 self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
-                                                                 collate_fn=collate_fn, num_workers=loader.num_workers))
+                                                                 collate_fn=collate_fn, num_workers=loader.num_workers,
+                                                                 use_shared_memory=WORKER_SHARED_MEMORY))
         batch = raise_sample_errors(next(self.iterators[task]))
         loader.batches.consumed()
         skipped = int(np.asarray(batch.pop("skipped", 0)).sum())

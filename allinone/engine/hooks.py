@@ -145,7 +145,8 @@ class MetricsLogger(HookBase):
 
 class EvalHook(HookBase):
     """Every `period` iterations and at the end: `evaluate_fn(model) -> {metric key: value}` on rank 0 (the others
-    wait), logged and put into the storage as `eval/<key>` (writers registered after it write them)."""
+    wait), logged and put into the storage as `eval/<key>` (writers registered after it write them); when
+    `evaluate_fn.pictures()` exists, its (tag, HWC uint8) images go to the storage too."""
 
     def __init__(self, period, evaluate_fn):
         self.period, self.evaluate_fn = period, evaluate_fn
@@ -172,5 +173,7 @@ class EvalHook(HookBase):
             storage = self.trainer.storage
             for key, value in self.results.items():
                 storage.put_scalar(f"eval/{key}", value)
+            for name, image in getattr(self.evaluate_fn, "pictures", list)():
+                storage.put_image(name, image)  # rank lists, ROC curves: the writers show them
         if dist.get_world_size() > 1:
             dist.barrier()

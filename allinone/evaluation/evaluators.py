@@ -21,7 +21,7 @@ import numpy as np
 from ..registry import EVALUATORS
 from .face import face_verification
 from .reid import reid_metrics
-from .retrieval import RECALL_KS, recall_at_ks
+from .retrieval import DEFAULT_BACKEND, RECALL_KS, RETRIEVAL_BACKENDS, recall_at_ks
 
 logger = logging.getLogger("allinone.evaluation")
 
@@ -119,9 +119,14 @@ class FeatureEvaluator(DatasetEvaluator):
 
     def evaluate(self):
         test_set = self._bound()
-        features = gather_rows(self._rows, self._indices, test_set, len(self.images(test_set)), self.distributed)
+        features = self.features()
         check_finite(features, test_set)
         return self._metrics(features, test_set)
+
+    def features(self):
+        """The processed features [N, D] in data-set order (what `evaluate` scores; pictures draw from them)."""
+        test_set = self._bound()
+        return gather_rows(self._rows, self._indices, test_set, len(self.images(test_set)), self.distributed)
 
     def score(self, features, test_set):
         """Metrics of precomputed features [N, D] (row i = `images(test_set)[i]`) through the protocol."""
@@ -207,9 +212,14 @@ class ReidEvaluator(FeatureEvaluator):
 
 @EVALUATORS.register()
 class RetrievalEvaluator(FeatureEvaluator):
-    """Leave-one-out Recall@K over all query images (SOP: the gallery is empty, every image queries the others)."""
+    """Leave-one-out Recall@K over all query images (SOP: the gallery is empty, every image queries the others).
+    `retrieval_backend`: `paddle` (default) or `faiss`, see retrieval.py."""
 
-    def __init__(self, recalls=RECALL_KS):
+    def __init__(self, recalls=RECALL_KS, retrieval_backend=DEFAULT_BACKEND):
+        if retrieval_backend not in RETRIEVAL_BACKENDS:
+            raise ValueError(f"RetrievalEvaluator: retrieval_backend must be one of {RETRIEVAL_BACKENDS}, "
+                             f"got {retrieval_backend!r}")
+        self.retrieval_backend = retrieval_backend
         self.recalls = tuple(recalls)
         self.metric_names = tuple(f"Recall@{k}" for k in self.recalls) + ("metric",)
 
@@ -221,7 +231,7 @@ class RetrievalEvaluator(FeatureEvaluator):
 
     def _metrics(self, features, test_set):
         labels = np.asarray([str(label) for _, label, _ in test_set.query])
-        return recall_at_ks(features, labels, self.recalls)
+        return recall_at_ks(features, labels, self.recalls, backend=self.retrieval_backend)
 
 
 @EVALUATORS.register()

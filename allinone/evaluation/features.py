@@ -4,10 +4,15 @@ import numpy as np
 NORM_EPS = 1e-12
 
 
-def l2_normalize(features):
-    """Row-wise x / max(||x||, 1e-12) in float32, as `paddle.nn.functional.normalize(x, p=2, axis=1)`."""
+def row_norms(features):
+    """max(||x||, 1e-12) per row, float32: the divisor of `l2_normalize`."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D array [N, D], got shape {features.shape}")
-    norms = np.sqrt(np.einsum("ij,ij->i", features, features, dtype=np.float32))
-    return features / np.maximum(norms, NORM_EPS)[:, None]
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", features, features, dtype=np.float32)), np.float32(NORM_EPS))
+
+
+def l2_normalize(features):
+    """Row-wise x / max(||x||, 1e-12) in float32, as `paddle.nn.functional.normalize(x, p=2, axis=1)`."""
+    features = np.asarray(features, dtype=np.float32)
+    return features / row_norms(features)[:, None]

@@ -187,17 +187,10 @@ class VisionTransformer(nn.Layer):
     def init_weights(self):
         """Training-from-scratch init of the original: truncated normal(.02) for tokens and Linear weights, zero
         biases, unit LayerNorm; the patch conv keeps paddle's default (the original's intended init was a no-op)."""
-        trunc_normal, zeros, ones = TruncatedNormal(std=0.02), Constant(0.0), Constant(1.0)
+        trunc_normal = TruncatedNormal(std=0.02)
         trunc_normal(self.cls_token)
         trunc_normal(self.pos_embed)
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Linear):
-                trunc_normal(layer.weight)
-                if layer.bias is not None:
-                    zeros(layer.bias)
-            elif isinstance(layer, nn.LayerNorm):
-                ones(layer.weight)
-                zeros(layer.bias)
+        init_linear_and_norm(self)
 
     def embed_tokens(self, x, segments=None):
         """Images [B, 3, H, W] -> [B, 1 + gh * gw, D]: patch embedding, cls token first, plus pos_embed, dropout."""
@@ -233,6 +226,19 @@ def check_segments(segments, batch_size):
     rows = sum(count for _, count in segments)
     if rows != batch_size:
         raise ValueError(f"segments {list(segments)} cover {rows} rows but the batch has {batch_size}")
+
+
+def init_linear_and_norm(model):
+    """The ViT family's init of every sublayer: truncated normal(.02) Linear weights, zero biases, unit LayerNorm."""
+    trunc_normal, zeros, ones = TruncatedNormal(std=0.02), Constant(0.0), Constant(1.0)
+    for layer in model.sublayers():
+        if isinstance(layer, nn.Linear):
+            trunc_normal(layer.weight)
+            if layer.bias is not None:
+                zeros(layer.bias)
+        elif isinstance(layer, nn.LayerNorm):
+            ones(layer.weight)
+            zeros(layer.bias)
 
 
 def resolve_architecture(preset, overrides):

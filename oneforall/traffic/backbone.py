@@ -12,9 +12,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.nn.initializer import Constant, TruncatedNormal
+from paddle.nn.initializer import Constant
 
-from allinone.modeling.vision_transformer import LAYER_NORM_EPS, Attention, Block
+from allinone.modeling.vision_transformer import LAYER_NORM_EPS, Attention, Block, init_linear_and_norm
 from allinone.registry import BACKBONES
 
 
@@ -161,15 +161,7 @@ class WindowedViT(nn.Layer):
         self.init_weights()
 
     def init_weights(self):
-        trunc_normal, zeros, ones = TruncatedNormal(std=0.02), Constant(0.0), Constant(1.0)
-        for layer in self.sublayers():
-            if isinstance(layer, nn.Linear):
-                trunc_normal(layer.weight)
-                if layer.bias is not None:
-                    zeros(layer.bias)
-            elif isinstance(layer, nn.LayerNorm):
-                ones(layer.weight)
-                zeros(layer.bias)
+        init_linear_and_norm(self)
 
     def forward(self, images, segments=None):
         x = self.patch_embed.proj(images).transpose([0, 2, 3, 1])  # B, gh, gw, C

@@ -10,6 +10,7 @@ in the task's global stream, so 1 and N processes see the same samples augmented
 import numpy as np
 import paddle
 
+from allinone.data.build import WORKER_SHARED_MEMORY
 from allinone.registry import SAMPLERS
 
 TASK_ORDER = ("segmentation", "fgvc", "trafficsign")
@@ -49,7 +50,7 @@ def build_eval_loader(dataset, batch_size=1, num_workers=0):
     """Every item of `dataset` once, in order (evaluation and prediction run on one process)."""
     batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
     return paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, num_workers=num_workers,
-                                return_list=True)
+                                return_list=True, use_shared_memory=WORKER_SHARED_MEMORY)
 
 
 __all__ = ["ClassAwareSampler", "TASK_ORDER", "build_eval_loader"]

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from allinone.evaluation.reid import cumulative_match, rank_queries, reid_metrics
+from allinone.evaluation import reid
+from allinone.evaluation.reid import cosine_distance_blocks, cumulative_match, rank_queries, reid_metrics
 
 
 def full_argsort_metrics(dist, q_pids, g_pids, q_camids, g_camids):
@@ -20,14 +21,22 @@ def full_argsort_metrics(dist, q_pids, g_pids, q_camids, g_camids):
     return np.array(first), np.array(ap), np.array(inp)
 
 
-def random_reid_set(seed, num_query=30, num_gallery=200, num_ids=12, num_cams=4, dim=16):
+def random_reid_set(seed, num_query=30, num_gallery=200, num_ids=12, num_cams=4, dim=16, noise=1.2, levels=None):
+    """Clustered features; `levels` keeps 2 dimensions rounded to integers in [-levels, levels], so that many
+    features coincide (or are multiples of one another) and distances tie exactly."""
     rng = np.random.RandomState(seed)
     centers = rng.randn(num_ids, dim)
     pids = rng.randint(0, num_ids, num_query + num_gallery)
     camids = rng.randint(0, num_cams, num_query + num_gallery)
-    feats = (centers[pids] + 1.2 * rng.randn(len(pids), dim)).astype(np.float32)
+    feats = (centers[pids] + noise * rng.randn(len(pids), dim)).astype(np.float32)
+    if levels:
+        feats = np.clip(np.round(feats[:, :2]), -levels, levels).astype(np.float32)
     return (feats[:num_query], feats[num_query:], pids[:num_query], pids[num_query:], camids[:num_query],
             camids[num_query:])
+
+
+def our_distances(q, g, engine="auto"):
+    return np.concatenate([dist.copy() for _, dist in cosine_distance_blocks(q, g, engine=engine)])
 
 
 def test_reproduces_the_original_python_ranking_results(eval_reference):
@@ -48,16 +57,46 @@ def test_rank5_keeps_the_float32_accumulation_of_the_original(eval_reference):
     assert results["Rank-5"] == expected["reid_python"]["Rank-5"] == float(np.float32(0.975)) * 100
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_partial_sort_ranking_equals_a_full_argsort_over_several_query_blocks(seed):
-    q, g, q_pids, g_pids, q_cams, g_cams = random_reid_set(seed)
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
-    expected = full_argsort_metrics(1 - qn @ gn.T, q_pids, g_pids, q_cams, g_cams)
-    ours = rank_queries(q, g, q_pids, g_pids, q_cams, g_cams, block_bytes=7 * 4 * len(g))  # blocks of 7 queries
+# shallow matches, deep matches (noise 6: mAP ~20%), and quantised features where many distances tie exactly;
+# full_sort_fraction 0 / 1 forces the whole-row sort / the candidates-only sort for every query
+@pytest.mark.parametrize("engine", ["inference", "dygraph"])
+@pytest.mark.parametrize("full_sort_fraction", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("seed,noise,levels", [(0, 1.2, None), (1, 1.2, None), (2, 6.0, None), (3, 1.2, 3),
+                                               (4, 6.0, 2)])
+def test_ranking_equals_a_full_stable_argsort_of_the_same_distances(monkeypatch, engine, full_sort_fraction, seed,
+                                                                    noise, levels):
+    q, g, q_pids, g_pids, q_cams, g_cams = random_reid_set(seed, noise=noise, levels=levels)
+    dist = our_distances(q, g, engine)
+    if levels:
+        assert len(np.unique(dist)) < dist.size / 4  # the case is about ties
+    expected = full_argsort_metrics(dist, q_pids, g_pids, q_cams, g_cams)
+    monkeypatch.setattr(reid, "FULL_SORT_FRACTION", full_sort_fraction)
+    ours = rank_queries(q, g, q_pids, g_pids, q_cams, g_cams, block_bytes=7 * 4 * len(g),  # blocks of 7 queries
+                        engine=engine)
     np.testing.assert_array_equal(ours[0], expected[0])
-    np.testing.assert_allclose(ours[1], expected[1], rtol=1e-12)
-    np.testing.assert_allclose(ours[2], expected[2], rtol=1e-12)
+    np.testing.assert_array_equal(ours[1], expected[1])
+    np.testing.assert_array_equal(ours[2], expected[2])
+
+
+def test_distances_are_cosine_distances_to_float32_rounding():
+    q, g = random_reid_set(0)[:2]
+    q64, g64 = q.astype(np.float64), g.astype(np.float64)
+    expected = 1 - (q64 / np.linalg.norm(q64, axis=1, keepdims=True)) @ (g64 / np.linalg.norm(g64, axis=1,
+                                                                                              keepdims=True)).T
+    for engine in ("inference", "dygraph"):
+        np.testing.assert_allclose(our_distances(q, g, engine), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ["inference", "dygraph"])
+def test_reference_results_with_either_distance_engine(eval_reference, engine):
+    arrays, expected = eval_reference
+    n = int(arrays["reid_num_query"])
+    feats, pids, camids = arrays["reid_feats"], arrays["reid_pids"], arrays["reid_camids"]
+    results = reid_metrics(feats[:n], feats[n:], pids[:n], pids[n:], camids[:n], camids[n:], engine=engine)
+    for name in ("Rank-1", "Rank-5", "Rank-10"):
+        assert results[name] == expected["reid_python"][name], name
+    for name in ("mAP", "mINP", "metric"):
+        assert results[name] == pytest.approx(expected["reid_python"][name], abs=1e-6), name
 
 
 def test_gallery_items_with_the_query_pid_and_camid_are_ignored():

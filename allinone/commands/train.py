@@ -1,0 +1,133 @@
+"""Train an AllInOne model (heterogeneous multi-task batches, one fused backbone pass) or evaluate a checkpoint
+(`ufo-train`, or `python tools/train.py` in a checkout: same command line).
+
+    python tools/train.py -c configs/allinone/tiny_demo.yaml [-o Section.key=value ...] [--resume [PATH]]
+    python tools/train.py -c CONFIG --eval-only [--resume PATH]     # the Eval table on a checkpoint
+    sh scripts/train.sh CONFIG [args]                               # several processes (GPUs or CPU)
+
+Outputs go to Global.output_dir: checkpoints (model_XXXXXXX.pdparams, model_final.pdparams, last_checkpoint),
+config.yaml, log_rank{r}.txt, VisualDL scalars and the evaluation pictures in vdl/. Data root: $FASTREID_DATASETS
+(default `datasets`).
+"""
+import argparse
+import os
+from collections import OrderedDict
+
+from ..config import ConfigError, load_config
+from ..utils.cli import run_cli
+from ..utils.env import configure_threads
+
+
+def parse_args(argv=None, prog="ufo-train"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("-c", "--config", required=True,
+                        help="YAML training config: a path or a packaged name (allinone/tiny_demo)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. -o Train.max_iter=100 (repeatable)")
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                        help="continue from PATH, or without PATH from the newest checkpoint in Global.output_dir")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="no training: evaluate the --resume checkpoint (or Train.init_checkpoint) on the Eval "
+                             "table")
+    return parser.parse_args(argv)
+
+
+def make_evaluate_fn(cfg, requested=None):
+    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table, with the steps of
+    evaluation_script.py (test sets and evaluators prepared once)."""
+    from ..evaluation import suite as evaluation
+
+    entries = evaluation.select_test_sets(cfg.Eval, requested)
+    root = os.environ.get("FASTREID_DATASETS", "datasets")
+    prepared = OrderedDict((entry.name, evaluation.prepare(entry, root)) for entry in entries)
+    last = {}
+
+    def evaluate(model):
+        last["results"] = evaluation.evaluate_all(model, entries, prepared, cfg.Eval.batch_size,
+                                                  cfg.Eval.num_workers)
+        print(evaluation.results_table(entries, last["results"]), flush=True)
+        return evaluation.flat_results(entries, prepared, last["results"])
+
+    def pictures():
+        """[(tag, HWC uint8)] of the last evaluation (evaluation_script.py --vis's pictures), for VisualDL."""
+        return evaluation_pictures(entries, prepared, last.get("results") or {})
+
+    evaluate.pictures = pictures
+    return evaluate
+
+
+def evaluation_pictures(entries, prepared, results):
+    """The --vis pictures of evaluated test sets as (tag, HWC uint8 image); tags stay the same from one
+    evaluation to the next (`vis/Market1501_worst1`, `vis/LFW_roc`), so VisualDL shows them over the steps."""
+    import re
+    import tempfile
+
+    from ..evaluation.evaluators import FeatureEvaluator
+    from ..evaluation.visualize import figure_to_array, test_set_pictures
+
+    images = []
+    with tempfile.TemporaryDirectory() as folder:
+        for entry in entries:
+            test_set, evaluator = prepared[entry.name]
+            if entry.name not in results or not isinstance(evaluator, FeatureEvaluator):
+                continue
+            for path in test_set_pictures(folder, entry, test_set, evaluator, evaluator.features(),
+                                          results[entry.name]):
+                stem = re.sub(r"_query\d+$", "", os.path.splitext(os.path.basename(path))[0])
+                images.append((f"vis/{stem}", figure_to_array(path)))
+    return images
+
+
+def run(args):
+    cfg = load_config(args.config, args.override)
+    if "Data" in cfg:  # a traffic three-task config (configs/traffic/, docs/traffic.md)
+        from oneforall.traffic.train import run as run_traffic
+
+        return run_traffic(args)
+    configure_threads(cfg.get_path("Global.num_threads"))
+    import paddle  # noqa: F401  (after the thread set-up)
+
+    from .. import data  # noqa: F401  (registers the data sets)
+    from .. import evaluation  # noqa: F401  (registers the evaluators)
+    import oneforall.moe_training  # noqa: F401  (the task-MoE backbone, TaskMoEStep, heads, data and losses)
+    from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint
+    from ..engine.distributed import init_distributed
+    from ..modeling import build_model
+    from ..modeling.checkpoint import load_checkpoint
+    from ..utils.env import configure_faiss_threads, resolve_device, seed_everything
+    from ..utils.logger import setup_logger
+
+    check_training_config(cfg)
+    rank, world_size = init_distributed()
+    output_dir = cfg.Global.output_dir
+    logger = setup_logger(output_dir, rank=rank)
+    if args.eval_only or cfg.Train.eval_period:
+        configure_faiss_threads()  # the evaluators search with faiss
+    device = resolve_device(cfg.Global.device)
+    seed_everything(cfg.Global.seed, rank)
+    resume = find_resume_checkpoint(output_dir, args.resume) if args.resume is not None else None
+    if args.resume == "" and resume is None and not args.eval_only:
+        logger.warning("--resume: no checkpoint in %s yet; starting from iteration 0", output_dir)
+    evaluate_names = cfg.Train.eval_datasets
+    if args.eval_only:
+        weights = resume or cfg.Train.init_checkpoint
+        if not weights:
+            raise ConfigError("--eval-only needs weights: --resume PATH, a checkpoint in Global.output_dir "
+                              "with --resume, or Train.init_checkpoint")
+        model = build_model(cfg)
+        logger.info("%s", load_checkpoint(model, weights))
+        model.eval()
+        return make_evaluate_fn(cfg, evaluate_names)(model)
+    evaluate_fn = make_evaluate_fn(cfg, evaluate_names) if cfg.Train.eval_period else None
+    trainer = build_trainer(cfg, resume, evaluate_fn)
+    if rank == 0:
+        cfg.dump(os.path.join(output_dir, "config.yaml"))
+    logger.info("training %s on %s x %d process(es): iterations %d..%d, output %s", cfg.source, device, world_size,
+                trainer.iter, trainer.max_iter, output_dir)
+    trainer.train()
+    return None
+
+
+def main(argv=None, prog="ufo-train"):
+    return run_cli(run, parse_args(argv, prog))
+
