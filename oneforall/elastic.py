@@ -12,6 +12,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from allinone.modeling import config_keys
 from allinone.modeling.vision_transformer import Attention, Block, Mlp, VisionTransformer
 from allinone.registry import BACKBONES
 
@@ -142,6 +143,9 @@ class ElasticVisionTransformer(VisionTransformer):
     default: only the maximal network). `head_dim` defaults to embed_dim // max(num_heads) and stays fixed.
     It starts at the largest sub-network, so a forward works before any `set_subnet`.
     """
+
+    # the plain ViT's constructor arguments, which reach it through **kwargs
+    EXTRA_CONFIG_KEYS = tuple(sorted(config_keys(VisionTransformer)))
 
     def __init__(self, preset=None, head_dim=None, choices=None, **kwargs):
         kwargs.setdefault("attn_layer", ElasticAttention)

@@ -1,0 +1,191 @@
+"""Extract an ordinary model from a OneForAll supernet checkpoint: a sub-network, or one task of a task-MoE model.
+
+    # a sub-network of the elastic supernet (architecture code, or a YAML sub-config)
+    python -m oneforall.extract --model_path SUPERNET --arch CODE --output OUT [--config SUPERNET_CONFIG]
+    # one task of a task-MoE checkpoint (ours with its --config, or the release layout)
+    python -m oneforall.extract --paddle_model_path CKPT --task_name NAME [--output OUT] [--config MOE_CONFIG]
+
+Each writes the weights (`paddle.save`, `backbone.` + plain ViT keys and the task heads) and, when the model's
+config is known, the config of the extracted model next to them (`--output_config`, default OUT with `.yaml`), so
+that `evaluation_script.py --config THAT --model_path OUT` evaluates it. `--paddel_model_path` (the UFO README's
+spelling) is accepted too.
+"""
+import argparse
+import logging
+import os
+import sys
+
+import yaml
+
+from allinone.config import ConfigError
+
+DEFAULT_SUPERNET_CONFIG = "configs/oneforall/vitbase_chip_supernet.yaml"
+logger = logging.getLogger("oneforall.extract")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_path", help="elastic supernet checkpoint (sub-network extraction, with --arch)")
+    source.add_argument("--paddle_model_path", "--paddel_model_path", dest="paddle_model_path",
+                        help="task-MoE checkpoint (task extraction, with --task_name)")
+    parser.add_argument("--arch", help="sub-network: a 37-character architecture code or a YAML sub-config file")
+    parser.add_argument("--task_name", help="task to extract from a task-MoE checkpoint")
+    parser.add_argument("--config", default=None,
+                        help=f"config of the supernet / task-MoE model (sub-network default: "
+                             f"{DEFAULT_SUPERNET_CONFIG}; required for our task-MoE layout)")
+    parser.add_argument("--task_names", default=None,
+                        help="comma-separated task order of a release-layout checkpoint's policy rows (default: the "
+                             "original extractor's 26 names)")
+    parser.add_argument("--output", default=None,
+                        help="weights file to write (task default: CKPT.to<task>, as the original)")
+    parser.add_argument("--output_config", default=None, help="config file to write (default: OUT with .yaml)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a value of --config (repeatable)")
+    args = parser.parse_args(argv)
+    if args.model_path and not args.arch:
+        parser.error("--model_path (sub-network extraction) needs --arch")
+    if args.paddle_model_path and not args.task_name:
+        parser.error("--paddle_model_path (task extraction) needs --task_name")
+    if args.model_path and not args.output:
+        parser.error("--model_path (sub-network extraction) needs --output")
+    return args
+
+
+def read_arch(value):
+    """An Architecture from a code or a YAML file holding the original's sub-config dict."""
+    from oneforall.elastic import SubnetError
+    from oneforall.search_space import Architecture
+    if os.path.isfile(value):
+        with open(value, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+        try:
+            return Architecture.from_config(config, space=None)
+        except ValueError as err:
+            raise SubnetError(f"{value}: {err}") from None
+    return Architecture.from_code(value)
+
+
+def build_from_config(config_path, overrides, checkpoint):
+    """(config, model) with the checkpoint loaded strictly."""
+    import oneforall.elastic  # noqa: F401  (register the supernet backbones)
+    import oneforall.task_moe  # noqa: F401
+    from allinone import build_model, load_checkpoint
+    from allinone.config import load_config
+    cfg = load_config(config_path, overrides)
+    model = build_model(cfg)
+    load_checkpoint(model, checkpoint, strict=True)
+    return cfg, model.eval()
+
+
+def extract_subnet(args):
+    from oneforall.elastic import ElasticVisionTransformer
+    from oneforall.subnet_export import subnet_backbone_config, subnet_state_dict
+    arch = read_arch(args.arch)
+    cfg, model = build_from_config(args.config or DEFAULT_SUPERNET_CONFIG, args.override, args.model_path)
+    if not isinstance(model.backbone, ElasticVisionTransformer):
+        raise ConfigError(f"{args.config}: Model.backbone is {type(model.backbone).__name__}, not an elastic "
+                          f"supernet")
+    model.backbone.check_subnet(model.backbone.as_architecture(arch))
+    state = {f"backbone.{key}": value for key, value in subnet_state_dict(model.backbone, arch).items()}
+    state.update({key: value for key, value in model.state_dict().items() if not key.startswith("backbone.")})
+    plain = cfg.to_dict()
+    plain["Model"]["backbone"] = subnet_backbone_config(model.backbone, arch)
+    return state, plain, f"sub-network {arch.to_code() if arch.space is not None else arch}"
+
+
+def extract_task(args):
+    import paddle  # noqa: F401
+    from allinone.modeling.checkpoint import read_state_dict
+    from oneforall.task_extract import (RELEASE_TASKS, TaskExtractionError, is_release_layout, task_state_from_moe,
+                                        task_state_from_release)
+    from oneforall.task_moe import TaskMoEVisionTransformer
+    task = args.task_name
+    state = read_state_dict(args.paddle_model_path)
+    if is_release_layout(state):
+        names = args.task_names.split(",") if args.task_names else RELEASE_TASKS
+        out, picks = task_state_from_release(state, task, names)
+        plain = None
+        if args.config:
+            from allinone.config import load_config
+            plain = _task_config(load_config(args.config, args.override).to_dict(), task,
+                                 _release_backbone_config(out, load_config(args.config, args.override)))
+        return out, plain, f"task '{task}' (release layout; picks {picks})"
+    if not args.config:
+        raise TaskExtractionError(f"{args.paddle_model_path} is not a release-layout checkpoint; extracting a task "
+                                  f"from our layout needs the model's --config")
+    cfg, model = build_from_config(args.config, args.override, args.paddle_model_path)
+    if not isinstance(model.backbone, TaskMoEVisionTransformer):
+        raise ConfigError(f"{args.config}: Model.backbone is {type(model.backbone).__name__}, not a task-MoE model")
+    backbone_state, backbone_config, picks = task_state_from_moe(model.backbone, task)
+    head = model.task_to_head.get(task, task)
+    out = {f"backbone.{key}": value for key, value in backbone_state.items()}
+    out.update({key: value for key, value in model.state_dict().items() if key.startswith(f"heads.{head}.")})
+    return out, _task_config(cfg.to_dict(), task, backbone_config, head), f"task '{task}' (picks {picks})"
+
+
+def _release_backbone_config(state, cfg):
+    """The plain ViT config of a release-layout extraction: the MoE config's fixed parts, widths from the
+    checkpoint's shapes."""
+    backbone = dict(cfg.to_dict()["Model"]["backbone"])
+    embed = int(state["backbone.norm.weight"].shape[0])
+    head_dim = backbone.get("head_dim") or embed // backbone["num_heads"]
+    depth = len({key.split(".")[2] for key in state if key.startswith("backbone.blocks.")})
+    heads = [int(state[f"backbone.blocks.{b}.attn.proj.weight"].shape[0]) // head_dim for b in range(depth)]
+    ratios = [int(state[f"backbone.blocks.{b}.mlp.fc1.weight"].shape[1]) / embed for b in range(depth)]
+    return {"name": "VisionTransformer", "preset": None, "img_size": backbone["img_size"],
+            "patch_size": backbone["patch_size"], "stride_size": backbone.get("stride_size", backbone["patch_size"]),
+            "embed_dim": embed, "head_dim": head_dim, "depth": depth, "num_heads": heads, "mlp_ratio": ratios,
+            "qkv_bias": "backbone.blocks.0.attn.qkv.bias" in state, "qk_scale": backbone.get("qk_scale")}
+
+
+def _task_config(config, task, backbone_config, head=None):
+    """The MoE config turned into the extracted task's: plain backbone, only the task's head and test sets."""
+    model = config["Model"]
+    head = head or model.get("task_to_head", {}).get(task, task)
+    model["backbone"] = backbone_config
+    model["heads"] = {head: model["heads"][head]} if head in model.get("heads", {}) else {}
+    model.pop("task_to_head", None)
+    evaluation = config.get("Eval")
+    if evaluation:
+        for key in ("datasets", "optional_datasets"):
+            if key in evaluation:
+                evaluation[key] = [entry for entry in evaluation[key] if entry.get("head") == head]
+    return config
+
+
+def run(args):
+    if args.model_path:
+        state, config, what = extract_subnet(args)
+        output = args.output
+    else:
+        state, config, what = extract_task(args)
+        output = args.output or f"{args.paddle_model_path}.to{args.task_name}"
+    import paddle
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    paddle.save(state, output)
+    print(f"wrote {what}: {len(state)} tensors to {output}")
+    if config is not None:
+        config_path = args.output_config or os.path.splitext(output)[0] + ".yaml"
+        with open(config_path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        print(f"wrote its config to {config_path}: python evaluation_script.py --config {config_path} "
+              f"--model_path {output}")
+    return output
+
+
+def main(argv=None):
+    from allinone.utils.cli import run_cli
+    from oneforall.arch_code import ArchCodeError
+    from oneforall.elastic import SubnetError
+    from oneforall.task_extract import TaskExtractionError
+    args = parse_args(argv)
+    try:
+        return run_cli(run, args)
+    except (ArchCodeError, SubnetError, TaskExtractionError) as err:  # bad input: one line, exit code 1
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
