@@ -63,8 +63,9 @@ class TaskMoEMlp(nn.Layer):
         self.specific_experts = nn.LayerDict({task: ElasticMlp(dim, hidden_dim, drop) for task in self.tasks})
         self.gates = nn.ParameterDict({task: self.create_parameter([1, 2], default_initializer=Constant(0.0))
                                        for task in self.tasks})
-        for param in self.common_expert.parameters():
-            param.stop_gradient = not train_common_expert
+        self.train_common_expert = bool(train_common_expert)
+        for param in self.common_expert.parameters():  # frozen: no gradient, learning rate 0 (as the original)
+            param.stop_gradient = not self.train_common_expert
 
     def forward(self, x, segments=None):
         if segments is None:
@@ -142,7 +143,7 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
             set_lr_scale(block.attn, 1.0)
             for task in self.tasks:
                 set_lr_scale(block.mlp.specific_experts[task], scales[task])
-            set_lr_scale(block.mlp.common_expert, 1.0)
+            set_lr_scale(block.mlp.common_expert, 1.0 if block.mlp.train_common_expert else 0.0)
         for task in self.tasks:
             set_lr_scale(self.patch_embeds[task], scales[task])
             self.cls_tokens[task].optimize_attr["learning_rate"] = scales[task]
