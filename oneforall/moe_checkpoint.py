@@ -85,10 +85,11 @@ def read_original_rank_dir(output_dir, tasks, filename="model_final.pdmodel"):
     return states
 
 
-def moe_state_from_plain_vit(plain_state, model):
+def moe_state_from_plain_vit(plain_state, model, source_grid=None):
     """A full state dict for `model` (a TaskMoEVisionTransformer) from a plain ViT state dict (keys without the
     `backbone.` prefix): FFN -> common and every specific expert, patch embedding / cls token -> every task, position
-    embedding -> every task, resampled bilinearly to the model's grid (cls position kept); gates zero."""
+    embedding -> every task, resampled bilinearly to the model's grid (cls position kept; `source_grid` (gh, gw)
+    when the checkpoint's grid is not square); gates zero."""
     plain_state = {key: value for key, value in plain_state.items() if "head" not in key and "dist" not in key}
     out = {}
     for key, value in plain_state.items():
@@ -97,7 +98,7 @@ def moe_state_from_plain_vit(plain_state, model):
                 out[f"patch_embeds.{task}.{key[len('patch_embed.'):]}"] = value
         elif key in ("cls_token", "pos_embed"):
             if key == "pos_embed":
-                value = _resampled(value, model.grid_size)
+                value = _resampled(value, model.grid_size, source_grid)
             for task in model.tasks:
                 out[f"{key}s.{task}"] = value
         elif re.match(r"^blocks\.\d+\.mlp\.", key):
@@ -113,8 +114,12 @@ def moe_state_from_plain_vit(plain_state, model):
     return out
 
 
-def _resampled(pos_embed, grid):
+def _resampled(pos_embed, grid, source_grid=None):
     tokens = pos_embed.shape[1] - 1
+    if source_grid is not None:
+        if source_grid[0] * source_grid[1] != tokens:
+            raise CheckpointError(f"pos_embed has {tokens} patch positions, not the {source_grid} grid given")
+        return pos_embed if tuple(source_grid) == tuple(grid) else resample_pos_embed(pos_embed, source_grid, grid)
     if tokens == grid[0] * grid[1]:
         return pos_embed
     side = int(round(math.sqrt(tokens)))
@@ -145,6 +150,26 @@ def to_moe_state(state, model, tasks_of_ranks=None):
                           f"{sorted(state)[:8]}...")
 
 
+def backbone_part(state):
+    """The backbone's keys without their `backbone.` prefix when `state` is a whole model's (backbone + heads)."""
+    if any(key.startswith(BACKBONE_PREFIX) for key in state):
+        return {key[len(BACKBONE_PREFIX):]: value for key, value in state.items() if key.startswith(BACKBONE_PREFIX)}
+    return state
+
+
+def load_task_moe_checkpoint(model, path, tasks_dir=None, source_grid=None):
+    """Load a checkpoint file of any supported layout into a TaskMoEVisionTransformer, strictly; returns the
+    KeyReport. `tasks_dir`: instead of `path`, the original's output folder of per-rank checkpoints (`task<k>/`
+    with `path` as the file name in each)."""
+    if tasks_dir is not None:
+        state = convert_original_ranks(read_original_rank_dir(tasks_dir, model.tasks, path), model.tasks)
+        return load_moe_state(model, backbone_part(state), tasks_dir)
+    state = backbone_part(read_state_dict(path))
+    if source_grid is not None and "pos_embed" in state:
+        state = moe_state_from_plain_vit(state, model, source_grid)
+    return load_moe_state(model, to_moe_state(state, model), path)
+
+
 def load_moe_state(model, state, path="<state>"):
     """Strict load of a state dict of our layout into `model`; a mismatch raises CheckpointError naming the keys
     (nothing is loaded). Returns the KeyReport."""
@@ -159,5 +184,5 @@ def load_moe_state(model, state, path="<state>"):
     return report
 
 
-__all__ = ["convert_original_ranks", "load_moe_state", "moe_state_from_plain_vit", "read_original_rank_dir",
+__all__ = ["convert_original_ranks", "load_moe_state", "load_task_moe_checkpoint", "moe_state_from_plain_vit", "read_original_rank_dir",
            "to_moe_state"]
