@@ -63,6 +63,7 @@ class TaskMoEMlp(nn.Layer):
         self.specific_experts = nn.LayerDict({task: ElasticMlp(dim, hidden_dim, drop) for task in self.tasks})
         self.gates = nn.ParameterDict({task: self.create_parameter([1, 2], default_initializer=Constant(0.0))
                                        for task in self.tasks})
+        self.expert_parallel = None  # an ExpertParallel router when the experts are spread over processes
         self.train_common_expert = bool(train_common_expert)
         for param in self.common_expert.parameters():  # frozen: no gradient, learning rate 0 (as the original)
             param.stop_gradient = not self.train_common_expert
@@ -73,6 +74,8 @@ class TaskMoEMlp(nn.Layer):
                 raise ValueError(f"a task-MoE FFN with tasks {list(self.tasks)} needs `segments` to know each "
                                  f"row's task")
             segments = ((self.tasks[0], x.shape[0]),)
+        if self.expert_parallel is not None:
+            return self.expert_parallel.run(self, x)
         outputs = [self.task_forward(task, part) for task, part in split_segments(x, segments)]
         return outputs[0] if len(outputs) == 1 else paddle.concat(outputs, axis=0)
 
@@ -133,6 +136,7 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
             trunc_normal(self.cls_tokens[task])
             trunc_normal(self.pos_embeds[task])
         self.task_lr_scales = self._learning_rates(task_lr_scales or {})
+        self.expert_parallel = None
 
     def _learning_rates(self, scales):
         unknown = sorted(set(scales) - set(self.tasks))
@@ -182,7 +186,20 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
 
     def forward_features(self, x, segments=None):
         segments = self.resolve_segments(segments, x.shape[0])
+        if self.expert_parallel is not None:
+            self.expert_parallel.plan(segments)  # every batch: the row layout of every rank
         return super().forward_features(x, segments)
+
+    def enable_expert_parallel(self, ranks_per_task=None, group=None):
+        """Spread the task experts over the processes of `group` (default: all): {task: number of ranks}
+        (default 1 each); see oneforall.expert_parallel. Every process must run the model on its own batch."""
+        from .expert_parallel import ExpertParallel, TaskRankMap
+        import paddle.distributed as dist
+        world = dist.get_world_size(group) if group is not None else dist.get_world_size()
+        self.expert_parallel = ExpertParallel(TaskRankMap(self.tasks, world, ranks_per_task), group)
+        for block in self.blocks:
+            block.mlp.expert_parallel = self.expert_parallel
+        return self.expert_parallel.rank_map
 
     # -- sub-networks --------------------------------------------------------------------------------------
     def largest_subnet(self):
