@@ -25,14 +25,16 @@ BASE = dict(preset="base", img_size=[224, 224], patch_size=16, stride_size=16)
 SMALLEST, LARGEST = "j" + "331" * 10 + "000" * 2, "l" + "111" * 12
 
 
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def best_time(fn, repeats):
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """Best of `repeats` timed calls after one warm-up call."""
+    fn()
+    return min(timed(fn) for _ in range(repeats))
 
 
 def moe_vs_plain(vit_args, tasks, batch, repeats):
@@ -58,10 +60,16 @@ def moe_vs_plain(vit_args, tasks, batch, repeats):
         model(images, *extra).mean().backward()
         model.clear_gradients()
 
-    plain_eval = best_time(lambda: eval_step(plain), repeats)
-    moe_eval = best_time(lambda: eval_step(moe, segments), repeats)
-    plain_train = best_time(lambda: train_step(plain), repeats)
-    moe_train = best_time(lambda: train_step(moe, segments), repeats)
+    # alternate the two models so that the load of other jobs hits both alike; best of `repeats` each
+    steps = {"plain eval": lambda: eval_step(plain), "moe eval": lambda: eval_step(moe, segments),
+             "plain train": lambda: train_step(plain), "moe train": lambda: train_step(moe, segments)}
+    for step in steps.values():
+        step()  # warm-up
+    best = {name: float("inf") for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            best[name] = min(best[name], timed(step))
+    plain_eval, moe_eval, plain_train, moe_train = (best[name] for name in steps)
     return moe_eval / plain_eval, moe_train / plain_train, plain_eval, plain_train
 
 

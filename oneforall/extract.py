@@ -127,16 +127,19 @@ def extract_task(args):
 def _release_backbone_config(state, cfg):
     """The plain ViT config of a release-layout extraction: the MoE config's fixed parts, widths from the
     checkpoint's shapes."""
+    from allinone.modeling.vision_transformer import PRESETS
     backbone = dict(cfg.to_dict()["Model"]["backbone"])
+    resolved = {**PRESETS.get(backbone.get("preset"), {}), **backbone}
     embed = int(state["backbone.norm.weight"].shape[0])
-    head_dim = backbone.get("head_dim") or embed // backbone["num_heads"]
+    configured = resolved["num_heads"]
+    head_dim = resolved.get("head_dim") or embed // (max(configured) if isinstance(configured, list) else configured)
     depth = len({key.split(".")[2] for key in state if key.startswith("backbone.blocks.")})
     heads = [int(state[f"backbone.blocks.{b}.attn.proj.weight"].shape[0]) // head_dim for b in range(depth)]
     ratios = [int(state[f"backbone.blocks.{b}.mlp.fc1.weight"].shape[1]) / embed for b in range(depth)]
     return {"name": "VisionTransformer", "preset": None, "img_size": backbone["img_size"],
             "patch_size": backbone["patch_size"], "stride_size": backbone.get("stride_size", backbone["patch_size"]),
             "embed_dim": embed, "head_dim": head_dim, "depth": depth, "num_heads": heads, "mlp_ratio": ratios,
-            "qkv_bias": "backbone.blocks.0.attn.qkv.bias" in state, "qk_scale": backbone.get("qk_scale")}
+            "qkv_bias": "backbone.blocks.0.attn.qkv.bias" in state, "qk_scale": resolved.get("qk_scale")}
 
 
 def _task_config(config, task, backbone_config, head=None):

@@ -134,6 +134,10 @@ def to_moe_state(state, model, tasks_of_ranks=None):
     {task: state}), or a plain ViT. Raises CheckpointError naming the expected keys for anything else."""
     if tasks_of_ranks is not None:
         return convert_original_ranks(state, tasks_of_ranks)
+    if any(key.endswith((".attn.policy", ".mlp.policy")) for key in state):
+        raise CheckpointError("this is the release layout (MoE attention/FFN/norm copies with [T, 2] policies): it "
+                              "does not load into the task-MoE model; extract a task from it with "
+                              "`python -m oneforall.extract --paddle_model_path CKPT --task_name NAME`")
     if any(".mlp.specific_experts." in key and ".moe_mlp." not in key for key in state) and \
             any(key.startswith("cls_tokens.") for key in state):
         return dict(state)

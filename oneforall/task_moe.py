@@ -203,9 +203,8 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
 
     # -- sub-networks --------------------------------------------------------------------------------------
     def largest_subnet(self):
-        ratio_of = [block.mlp.common_expert.max_hidden / self.embed_dim for block in self.blocks]
         return Architecture(self.depth, self.num_heads, self.mlp_ratio, (self.embed_dim,) * self.depth,
-                            tuple(ExpertRatios(r, (r,) * len(self.tasks)) for r in ratio_of), space=None)
+                            tuple(ExpertRatios(r, (r,) * len(self.tasks)) for r in self.mlp_ratio), space=None)
 
     def check_subnet(self, arch):
         if arch.expert_ratios is None:

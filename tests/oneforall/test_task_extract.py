@@ -120,3 +120,22 @@ def test_cli_our_layout_writes_a_model_that_loads_strictly(tmp_path):
     x = paddle.randn([2, 3, 32, 32])
     np.testing.assert_array_equal(plain.eval().backbone(x).numpy(),
                                   moe.backbone(x, (("task3", 2),)).numpy())
+
+
+def test_cli_release_layout_with_a_config_writes_the_plain_backbone_config(reference_config, b_inputs, tmp_path):
+    path = tmp_path / "release.pdparams"
+    paddle.save(release_checkpoint(reference_config), str(path))
+    output = tmp_path / "veri" / "model.pdparams"
+    names = ",".join(extractor_task_names(reference_config))
+    assert extract.main(["--paddle_model_path", str(path), "--task_name", "veri", "--task_names", names,
+                         "--output", str(output), "--config", TINY_MOE_CONFIG, "-o", "Model.backbone.img_size=[16,16]",
+                         "-o", "Model.backbone.patch_size=8", "-o", "Model.backbone.stride_size=8"]) == 0
+    with open(tmp_path / "veri" / "model.yaml", encoding="utf-8") as f:
+        backbone_config = yaml.safe_load(f)["Model"]["backbone"]
+    assert backbone_config["num_heads"] == [4, 4] and backbone_config["mlp_ratio"] == [2.0, 2.0]
+    model = BACKBONES.build(backbone_config)
+    state = {k[len("backbone."):]: v for k, v in paddle.load(str(output)).items() if k.startswith("backbone.")}
+    missing, unexpected = model.set_state_dict(state)
+    assert not missing and not unexpected
+    tokens = model.eval()(paddle.to_tensor(b_inputs["veri"]))
+    assert_close_relative(tokens[:, 0].numpy(), np.load(reference_path("C_plainvit_outputs.npz"))["veri"][:, :, 0, 0])
