@@ -152,3 +152,15 @@ def test_a_bad_moe_subnet_names_the_task(moe_b):
     with pytest.raises(ValueError, match="needs expert_ratios"):
         moe_b.set_subnet({k: v for k, v in config.items() if k != "softpolicy_mlp_ratio"})
     assert moe_b.subnet == moe_b.largest_subnet()
+
+
+def test_in_the_multi_task_model_each_task_uses_its_own_path():
+    from allinone import build_model
+    from allinone.config import load_config
+    model = build_model(load_config("configs/oneforall/tiny_task_moe.yaml")).eval()
+    model.backbone.blocks[1].mlp.gates["task3"].set_value(paddle.to_tensor([[0.0, 1.0]]))
+    faces, persons = paddle.randn([2, 3, 32, 32]), paddle.randn([3, 3, 32, 32])
+    fused = model({"task1": faces, "task3": {"images": persons}})
+    np.testing.assert_array_equal(model.embed("task3", persons).numpy(), fused["task3"].numpy())
+    np.testing.assert_array_equal(model.embed("task1", faces).numpy(), fused["task1"].numpy())
+    assert np.abs(model.embed("task1", persons).numpy() - fused["task3"].numpy()).max() > 1e-3
