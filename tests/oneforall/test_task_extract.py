@@ -42,8 +42,12 @@ def release_checkpoint(reference_config):
 
 
 def extractor_task_names(reference_config):
+    """The extractor's task order (policy rows): each task at its recorded index, unused rows named '-<i>'."""
     index = reference_config["C"]["extractor_task_index"]
-    return sorted(index, key=index.get)
+    names = [f"-{i}" for i in range(max(index.values()) + 1)]
+    for task, row in index.items():
+        names[row] = task
+    return names
 
 
 def test_release_layout_extraction_matches_the_original(reference_config, b_inputs):
