@@ -7,9 +7,11 @@ sends its task-k rows to the owner `r // (W / n_k)` of k's group; every n_k must
 original's routing for its 48-rank layout, without its multiple-of-6 world sizes). The row layout of every rank is
 exchanged for every batch (never cached).
 
-Transport: `paddle.distributed.all_gather` of every rank's rows and a sum over ranks of the expert outputs, both with
-autograd (`GatherRows`, `SumOverRanks`). This works on every backend, including gloo (CPU), which has no all-to-all;
-it moves W times more data than an all-to-all would (an NCCL all-to-all transport is not written yet).
+Transports (chosen by the process group's backend, or by `transport=`):
+* "alltoall" (NCCL and other backends that have it): `paddle.distributed.alltoall_single` sends each row only to its
+  owner and the outputs back (`AllToAll`, autograd by the reverse exchange), following a `RoutePlan`;
+* "allgather" (gloo, the CPU backend, has no all-to-all): an all_gather of every rank's rows and a sum over ranks of
+  the expert outputs, both with autograd (`GatherRows`, `SumOverRanks`); it moves W times the data.
 
 All ranks hold all experts here (the state dict is the single-process one); an expert's gradient is non-zero only on
 its owners, so a data-parallel gradient sum gives exactly the single-process gradient.
@@ -77,20 +79,72 @@ class SumOverRanks(PyLayer):
         return grad
 
 
+class RoutePlan:
+    """One rank's all-to-all exchange, from every rank's (task, rows) layout: the order in which its rows leave
+    (grouped by destination rank, `send_order`, `send_splits`), and what arrives from each source rank (`receive`:
+    its (task, rows) segments in the source's row order, `receive_splits`)."""
+
+    def __init__(self, rank_map, layouts, rank):
+        world = len(layouts)
+        rows_to = [[] for _ in range(world)]
+        start = 0
+        for task, rows in layouts[rank]:
+            if rows:
+                rows_to[rank_map.destination(rank, task)].extend(range(start, start + rows))
+            start += rows
+        self.num_rows = start
+        self.send_order = [row for rows in rows_to for row in rows]
+        self.send_splits = [len(rows) for rows in rows_to]
+        self.receive = [[(task, rows) for task, rows in layouts[source]
+                         if rows and rank_map.destination(source, task) == rank] for source in range(world)]
+        self.receive_splits = [sum(rows for _, rows in segments) for segments in self.receive]
+        inverse = [0] * start
+        for position, row in enumerate(self.send_order):
+            inverse[row] = position
+        self.return_order = inverse  # row i of this rank comes back at position inverse[i]
+
+
+class AllToAll(PyLayer):
+    """Rows [n, F] split by `send_splits` to the ranks -> the rows received, split by `receive_splits`; backward:
+    the same exchange in reverse."""
+
+    @staticmethod
+    def forward(ctx, x, send_splits, receive_splits, group=None):
+        ctx.splits, ctx.group = (send_splits, receive_splits), group
+        out = paddle.empty([sum(receive_splits)] + list(x.shape[1:]), dtype=x.dtype)
+        dist.alltoall_single(out, x, send_splits, receive_splits, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        send_splits, receive_splits = ctx.splits
+        out = paddle.empty([sum(send_splits)] + list(grad.shape[1:]), dtype=grad.dtype)
+        dist.alltoall_single(out, grad.contiguous(), receive_splits, send_splits, group=ctx.group)
+        return out
+
+
 class ExpertParallel:
     """Routes the task-MoE FFN rows of a batch to their owners. `plan(segments)` exchanges every rank's row layout
     (once per batch, shared by all blocks); `run(mlp, x)` does one block's FFN."""
 
-    def __init__(self, rank_map, group=None):
+    TRANSPORTS = ("alltoall", "allgather")
+
+    def __init__(self, rank_map, group=None, transport=None):
         self.rank_map, self.group = rank_map, group
         self.rank = dist.get_rank(group) if group is not None else dist.get_rank()
-        self.layouts = None
+        if transport is None:
+            transport = "allgather" if dist.get_backend(group).lower() == "gloo" else "alltoall"
+        if transport not in self.TRANSPORTS:
+            raise ValueError(f"transport must be one of {self.TRANSPORTS}, got '{transport}'")
+        self.transport = transport
+        self.layouts = self.route = None
 
     def plan(self, segments):
         """Exchange the (task, rows) layout of every rank's batch."""
         layouts = []
         dist.all_gather_object(layouts, [(task, int(rows)) for task, rows in segments], group=self.group)
         self.layouts = [tuple(layout) for layout in layouts]
+        self.route = RoutePlan(self.rank_map, self.layouts, self.rank)
         return self.layouts
 
     def run(self, mlp, x):
@@ -100,6 +154,8 @@ class ExpertParallel:
         sizes = [sum(rows for _, rows in layout) for layout in self.layouts]
         if x.shape[0] != sizes[self.rank]:
             raise ValueError(f"rank {self.rank} has {x.shape[0]} rows but its segments say {sizes[self.rank]}")
+        if self.transport == "alltoall":
+            return self._run_alltoall(mlp, x)
         capacity = max(sizes)
         padded = x if x.shape[0] == capacity else paddle.concat(
             [x, paddle.zeros([capacity - x.shape[0]] + list(x.shape[1:]), dtype=x.dtype)])
@@ -119,5 +175,20 @@ class ExpertParallel:
         mine = SumOverRanks.apply(paddle.stack(slots), self.group)[self.rank]
         return mine[:x.shape[0]]
 
+    def _run_alltoall(self, mlp, x):
+        route, row_shape = self.route, list(x.shape[1:])
+        outgoing = paddle.gather(x.reshape([x.shape[0], -1]), paddle.to_tensor(route.send_order, dtype="int64"))
+        arrived = AllToAll.apply(outgoing, route.send_splits, route.receive_splits, self.group)
+        arrived = arrived.reshape([arrived.shape[0]] + row_shape)
+        outputs, start = [], 0
+        for segments in route.receive:
+            for task, rows in segments:
+                outputs.append(mlp.task_forward(task, arrived[start:start + rows]))
+                start += rows
+        computed = paddle.concat(outputs) if outputs else arrived
+        back = AllToAll.apply(computed.reshape([computed.shape[0], -1]), route.receive_splits, route.send_splits,
+                              self.group)
+        return paddle.gather(back, paddle.to_tensor(route.return_order, dtype="int64")).reshape([-1] + row_shape)
 
-__all__ = ["ExpertParallel", "GatherRows", "SumOverRanks", "TaskRankMap"]
+
+__all__ = ["AllToAll", "ExpertParallel", "GatherRows", "RoutePlan", "SumOverRanks", "TaskRankMap"]

@@ -190,13 +190,14 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
             self.expert_parallel.plan(segments)  # every batch: the row layout of every rank
         return super().forward_features(x, segments)
 
-    def enable_expert_parallel(self, ranks_per_task=None, group=None):
+    def enable_expert_parallel(self, ranks_per_task=None, group=None, transport=None):
         """Spread the task experts over the processes of `group` (default: all): {task: number of ranks}
-        (default 1 each); see oneforall.expert_parallel. Every process must run the model on its own batch."""
+        (default 1 each); transport 'alltoall' | 'allgather' (default: by the backend); see
+        oneforall.expert_parallel. Every process must run the model on its own batch."""
         from .expert_parallel import ExpertParallel, TaskRankMap
         import paddle.distributed as dist
         world = dist.get_world_size(group) if group is not None else dist.get_world_size()
-        self.expert_parallel = ExpertParallel(TaskRankMap(self.tasks, world, ranks_per_task), group)
+        self.expert_parallel = ExpertParallel(TaskRankMap(self.tasks, world, ranks_per_task), group, transport)
         for block in self.blocks:
             block.mlp.expert_parallel = self.expert_parallel
         return self.expert_parallel.rank_map

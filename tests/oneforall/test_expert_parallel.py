@@ -117,3 +117,37 @@ def test_two_processes_equal_one(tmp_path):
     for name, grad in grads.items():
         for result in results:
             np.testing.assert_allclose(result["grad." + name], grad, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("world, ranks_per_task, layouts", [
+    (2, {}, [(("face", 3), ("person", 1)), (("veri", 2), ("person", 1))]),
+    (4, {"a": 2, "b": 4}, [(("a", 2), ("b", 3), ("c", 1)), (("c", 2), ("a", 1)), (("b", 1),),
+                           (("a", 1), ("b", 0), ("c", 2), ("a", 2))]),
+])
+def test_alltoall_route_plan_delivers_every_row_to_its_owner_and_back(world, ranks_per_task, layouts):
+    """The all-to-all exchange simulated on row labels: every row reaches the owner of its task (as the segments the
+    owner expects), and comes back to its own position. (CPU has no all-to-all; the NCCL call follows this plan.)"""
+    from oneforall.expert_parallel import RoutePlan
+    tasks = sorted({task for layout in layouts for task, _ in layout})
+    mapping = TaskRankMap(tasks, world, ranks_per_task)
+    plans = [RoutePlan(mapping, layouts, rank) for rank in range(world)]
+    labels = [[(rank, row, task) for task, rows in layouts[rank] for row in range(rows)] for rank in range(world)]
+    for rank in range(world):  # row numbers inside the rank's batch
+        labels[rank] = [(rank, index, task) for index, (_, _, task) in enumerate(labels[rank])]
+    chunks = []
+    for rank, plan in enumerate(plans):  # what each rank sends to each destination
+        outgoing = [labels[rank][row] for row in plan.send_order]
+        bounds = np.cumsum([0] + plan.send_splits)
+        chunks.append([outgoing[bounds[d]:bounds[d + 1]] for d in range(world)])
+    returned = [[[] for _ in range(world)] for _ in range(world)]
+    for rank, plan in enumerate(plans):
+        arrived = [chunks[source][rank] for source in range(world)]
+        assert [len(part) for part in arrived] == plan.receive_splits
+        for source, (part, segments) in enumerate(zip(arrived, plan.receive)):
+            expected_tasks = [task for task, rows in segments for _ in range(rows)]
+            assert [task for _, _, task in part] == expected_tasks
+            assert all(mapping.destination(source, task) == rank for task in expected_tasks)
+            returned[source][rank] = [("out", label) for label in part]
+    for rank, plan in enumerate(plans):
+        back = [item for destination in range(world) for item in returned[rank][destination]]
+        assert [back[position] for position in plan.return_order] == [("out", label) for label in labels[rank]]
