@@ -79,6 +79,7 @@ class ElasticMlp(Mlp):
 
     def __init__(self, dim, hidden_dim, drop=0.0):
         super().__init__(dim, hidden_dim, drop)
+        # elastic versions of the plain layers, same shapes and names (the inherited forward runs unchanged)
         self.fc1 = PrefixLinear(dim, hidden_dim)
         self.fc2 = PrefixLinear(hidden_dim, dim)
         self.max_hidden = hidden_dim
@@ -103,6 +104,7 @@ class ElasticAttention(Attention):
                  fused=True):
         super().__init__(dim, num_heads, head_dim, qkv_bias, qk_scale, attn_drop, proj_drop, fused)
         self.max_heads = num_heads
+        # elastic versions of the plain projections, same shapes and names (the inherited forward runs unchanged)
         self.qkv = QkvPrefixLinear(dim, 3 * self.inner_dim, bias_attr=None if qkv_bias else False)
         self.proj = PrefixLinear(self.inner_dim, dim)
 

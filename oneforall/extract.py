@@ -95,7 +95,6 @@ def extract_subnet(args):
 
 
 def extract_task(args):
-    import paddle  # noqa: F401
     from allinone.modeling.checkpoint import read_state_dict
     from oneforall.task_extract import (RELEASE_TASKS, TaskExtractionError, is_release_layout, task_state_from_moe,
                                         task_state_from_release)

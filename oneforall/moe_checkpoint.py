@@ -188,5 +188,6 @@ def load_moe_state(model, state, path="<state>"):
     return report
 
 
-__all__ = ["convert_original_ranks", "load_moe_state", "load_task_moe_checkpoint", "moe_state_from_plain_vit", "read_original_rank_dir",
+__all__ = ["backbone_part", "convert_original_ranks", "load_moe_state", "load_task_moe_checkpoint",
+           "moe_state_from_plain_vit", "read_original_rank_dir",
            "to_moe_state"]

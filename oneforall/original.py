@@ -16,12 +16,17 @@ NO_EFFECT = {"use_checkpointing": "use_recompute", "change_qkv": None, "n_tasks"
 FULL_SEP_LIST = {"patch_embed", "pos_embed", "cls_token"}
 
 
-def original_backbone_kwargs(kwargs):
+def original_backbone_kwargs(kwargs, supernet=True):
     """Our constructor keyword arguments for the original's `kwargs`; an argument we cannot honour raises
-    ValueError naming it."""
+    ValueError naming it. `supernet`: the kwargs are of one of the original supernets, which ignore `qk_scale`
+    (always head_dim ** -0.5), so it maps to None here; the original plain ViT (`supernet=False`) applies it."""
     ours = {}
     for key, value in kwargs.items():
-        if key in SAME:
+        if key == "qk_scale" and supernet:
+            if value is not None:
+                warnings.warn(f"qk_scale={value}: the original supernets ignore it (head_dim ** -0.5); mapped to None")
+            ours[key] = None
+        elif key in SAME:
             ours[key] = value
         elif key in RENAMED:
             ours[RENAMED[key]] = value

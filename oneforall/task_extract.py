@@ -99,8 +99,9 @@ def task_state_from_release(state, task, task_names=RELEASE_TASKS):
             policy_key = f"{base}.{part}.policy"
             pick = gates.release_pick(_policy_row(state, policy_key, row))
             picks[policy_key] = "common" if pick == gates.COMMON else "specific"
-            expert = f"{base}.{part}.common_expert" if pick == gates.COMMON else f"{base}.{part}.specific_experts.{task}"
-            norm_src = f"{base}.{part}.common_norm" if pick == gates.COMMON else f"{base}.{part}.specific_norms.{task}"
+            common = pick == gates.COMMON
+            expert = f"{base}.{part}." + ("common_expert" if common else f"specific_experts.{task}")
+            norm_src = f"{base}.{part}." + ("common_norm" if common else f"specific_norms.{task}")
             for linear in linears:
                 out[f"{base}.{part}.{linear}.weight"] = _need(state, f"{expert}.{linear}.weight")
                 _copy_if_present(state, f"{expert}.{linear}.bias", out, f"{base}.{part}.{linear}.bias")

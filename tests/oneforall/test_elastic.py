@@ -110,6 +110,14 @@ def test_sampling_follows_the_search_space(reference_config):
     assert model.search_space.largest() == Architecture(3, (4,) * 3, (4.0,) * 3, (64,) * 3, space=space)
 
 
+def test_the_originals_ignored_qk_scale_maps_to_none(reference_config):
+    from oneforall.original import original_backbone_kwargs
+    with pytest.warns(UserWarning, match="ignore"):
+        kwargs = original_backbone_kwargs({**reference_config["A"]["kwargs"], "qk_scale": 0.05})
+    assert kwargs["qk_scale"] is None
+    assert original_backbone_kwargs({"qk_scale": 0.05}, supernet=False) == {"qk_scale": 0.05}
+
+
 def test_qk_scale_is_applied_like_the_plain_vit(reference_config, a_input):
     model = build_elastic(reference_config, qk_scale=0.1)
     model.set_state_dict(paddle.load(reference_path("A_supernet.pdparams")))

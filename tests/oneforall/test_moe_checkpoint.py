@@ -40,7 +40,8 @@ def test_per_rank_folders_convert_into_ours(rank_dir, reference_config, moe_b, b
 def test_a_missing_rank_folder_is_named(rank_dir, reference_config, tmp_path):
     for index in (0, 1):  # the veri rank's folder (task2) is missing
         (tmp_path / f"task{index}").mkdir()
-        (tmp_path / f"task{index}" / "model_final.pdmodel").symlink_to(rank_dir / f"task{index}" / "model_final.pdmodel")
+        source = rank_dir / f"task{index}" / "model_final.pdmodel"
+        (tmp_path / f"task{index}" / "model_final.pdmodel").symlink_to(source)
     with pytest.raises(FileNotFoundError, match=r"task 'veri' \(index 2\) not found: .*task2"):
         load_task_moe_checkpoint(build_moe(reference_config), "model_final.pdmodel", tasks_dir=str(tmp_path))
 

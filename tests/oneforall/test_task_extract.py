@@ -53,7 +53,7 @@ def extractor_task_names(reference_config):
 def test_release_layout_extraction_matches_the_original(reference_config, b_inputs):
     release = release_checkpoint(reference_config)
     names = extractor_task_names(reference_config)
-    plain_kwargs = original_backbone_kwargs(reference_config["C"]["plain_vit_kwargs"])
+    plain_kwargs = original_backbone_kwargs(reference_config["C"]["plain_vit_kwargs"], supernet=False)
     expected = np.load(reference_path("C_plainvit_outputs.npz"))
     for task, recorded in reference_config["C"]["per_task"].items():
         out, _ = task_state_from_release(release, task, names)
