@@ -87,12 +87,16 @@ def read_original_rank_dir(output_dir, tasks, filename="model_final.pdmodel"):
 
 def moe_state_from_plain_vit(plain_state, model, source_grid=None):
     """A full state dict for `model` (a TaskMoEVisionTransformer) from a plain ViT state dict (keys without the
-    `backbone.` prefix): FFN -> common and every specific expert, patch embedding / cls token -> every task, position
+    `backbone.` prefix; 'head'/'dist' keys dropped, a 2-D linear patch weight reshaped to the conv, as the original's
+    pretrained loader): FFN -> common and every specific expert, patch embedding / cls token -> every task, position
     embedding -> every task, resampled bilinearly to the model's grid (cls position kept; `source_grid` (gh, gw)
     when the checkpoint's grid is not square); gates zero."""
     plain_state = {key: value for key, value in plain_state.items() if "head" not in key and "dist" not in key}
     out = {}
     for key, value in plain_state.items():
+        if key == "patch_embed.proj.weight" and len(value.shape) == 2:  # a linear patch embedding [D, C*p*p]
+            conv = model.patch_embeds[model.tasks[0]].proj.weight
+            value = paddle.reshape(value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value), conv.shape)
         if key.startswith("patch_embed."):
             for task in model.tasks:
                 out[f"patch_embeds.{task}.{key[len('patch_embed.'):]}"] = value

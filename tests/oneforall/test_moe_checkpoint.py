@@ -51,7 +51,9 @@ def test_init_from_a_plain_vit_copies_the_ffn_and_resamples_pos_embed(tmp_path):
     arch = dict(embed_dim=64, depth=2, num_heads=4, mlp_ratio=4.0, qkv_bias=True, qk_scale=None)
     plain = VisionTransformer(img_size=[32, 32], patch_size=16, stride_size=16, **arch)
     path = tmp_path / "plain.pdparams"
-    paddle.save(plain.state_dict(), str(path))
+    state = dict(plain.state_dict(), **{"head.weight": paddle.zeros([64, 10])})  # a classifier: dropped
+    state["patch_embed.proj.weight"] = state["patch_embed.proj.weight"].reshape([64, 3 * 16 * 16])  # linear form
+    paddle.save(state, str(path))
     model = TaskMoEVisionTransformer(tasks=["cars", "signs"], img_size=[48, 64], patch_size=16, stride_size=16,
                                      **arch).eval()
     report = load_task_moe_checkpoint(model, str(path))
