@@ -76,9 +76,8 @@ def supernet_checkpoint(tmp_path_factory):
     return path
 
 
-def test_cli_writes_weights_and_config_that_evaluation_script_runs(supernet_checkpoint, reference_config, tmp_path):
-    from allinone.data.mini import make_mini_datasets
-
+def test_cli_writes_weights_and_config_that_evaluation_script_runs(supernet_checkpoint, reference_config, tmp_path,
+                                                                    mini_root):
     arch_file = tmp_path / "mixed.yaml"
     arch_file.write_text(yaml.safe_dump(a_config(reference_config, "mixed")))
     output = tmp_path / "sub" / "mixed.pdparams"
@@ -95,9 +94,7 @@ def test_cli_writes_weights_and_config_that_evaluation_script_runs(supernet_chec
     supernet.eval().backbone.set_subnet(a_config(reference_config, "mixed"))
     np.testing.assert_array_equal(extracted.eval().backbone(x).numpy(), supernet.backbone(x).numpy())
 
-    root = tmp_path / "mini"
-    make_mini_datasets(str(root), seed=0)
-    env = dict(os.environ, FASTREID_DATASETS=str(root), OMP_NUM_THREADS="1")
+    env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "evaluation_script.py", "--config", str(config_path), "--model_path",
                            str(output), "--device", "cpu", "--test_datasets", "LFW"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
