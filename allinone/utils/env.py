@@ -1,10 +1,14 @@
 """Process set-up shared by every entry point: CPU threads, seeds, device, distributed rank.
 
 Paddle on CPU runs one thread unless told otherwise, and importing Paddle drops faiss to one thread: call
-`configure_threads()` before importing paddle and `configure_faiss_threads()` after it.
+`configure_threads()` before importing paddle (entry points: `import_paddle()`) and `configure_faiss_threads()` after
+it.
 """
+import contextlib
+import io
 import os
 import random
+import sys
 
 from ..config import ConfigError
 
@@ -36,6 +40,25 @@ def configure_threads(num_threads=None):
     for var in THREAD_VARS:
         os.environ[var] = str(num_threads)
     return num_threads
+
+
+PADDLE_THREAD_BANNER = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
+
+
+def import_paddle():
+    """Import paddle (after `configure_threads`) without its start-up banner: with more than one thread Paddle prints
+    "WARNING: OMP_NUM_THREADS set to N, not 1 ... PLEASE USE OMP_NUM_THREADS WISELY", but the count is the project's
+    deliberate choice (docs/cli.md). Anything else Paddle writes to stderr while importing is passed on."""
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            import paddle
+    finally:
+        sys.stderr.write("".join(line for line in captured.getvalue().splitlines(keepends=True)
+                                 if not line.startswith(PADDLE_THREAD_BANNER)))
+    return paddle
 
 
 def configure_faiss_threads(num_threads=None):
