@@ -111,6 +111,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default=os.path.join(ROOT, "demo_output"))
     parser.add_argument("--max_iter", type=int, default=None, help="training iterations (default: the config's)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a training config override (repeatable), e.g. -o Optimizer.lr.base_lr=0.05")
     args = parser.parse_args(argv)
     configure_threads()
     workdir = os.path.abspath(args.workdir)
@@ -135,6 +137,8 @@ def main(argv=None):
     overrides = ["-o", f"Global.output_dir={train_dir}"]
     if args.max_iter:
         overrides += ["-o", f"Train.max_iter={args.max_iter}"]
+    for override in args.override:
+        overrides += ["-o", override]
     run_logged([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", CONFIG, *overrides],
                os.path.join(workdir, "train.log"), env, echo="iter ")
 
