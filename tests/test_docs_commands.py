@@ -36,6 +36,8 @@ TINY_TRAIN = "configs/allinone/tiny_demo.yaml -o Train.max_iter=2 -o Train.log_p
 CHECKPOINT = "output/tiny_demo/model_final.pdparams"  # written by the first tiny training command
 IMAGES = "output/mini/Market-1501-v15.09.15/query/*.jpg"  # the shell expands it
 RELEASED = ("allinone_vitlarge.pdmodel", "the released ViT-L checkpoint (1.2 GB) and test data are not here")
+TRAFFIC = ("the traffic data and a trained traffic model are not here; tests/traffic trains and predicts on the "
+           "miniature traffic tree (sh -n: the script parses)")
 
 
 def full():
@@ -167,10 +169,42 @@ COMMANDS = {
         ("--model_path output/vitlarge_4tasks/model_final.pdparams",
          "--config configs/allinone/tiny_demo.yaml --model_path " + CHECKPOINT), why="the tiny run's checkpoint"),
     "python tools/export_model.py -c configs/allinone/vitlarge_4tasks.yaml --model_path model_final.pdparams "
-    "--task task3 --output export/task3 [--images a.jpg b.jpg]": tiny(
+    "--task task3 --output export/task3 [--format onnx] [--images a.jpg b.jpg]": tiny(
         ("configs/allinone/vitlarge_4tasks.yaml", "configs/allinone/tiny_demo.yaml"),
-        ("model_final.pdparams", CHECKPOINT), ("[--images a.jpg b.jpg]", "--images " + IMAGES),
-        why="the tiny run's checkpoint, the miniature Market1501 queries"),
+        ("model_final.pdparams", CHECKPOINT), ("[--format onnx] ", ""),
+        ("[--images a.jpg b.jpg]", "--images " + IMAGES),
+        why="the tiny run's checkpoint, the miniature Market1501 queries; Paddle format (docs/deploy.md's command "
+            "runs the ONNX one)"),
+    # --- README.md: Use it from Python / installed commands (and docs/deploy.md)
+    "pip install .": not_run("installs the package", "tests/test_packaging.py"),
+    "ufo-eval --config allinone/vitlarge_eval --model_path allinone_vitlarge.pdmodel --test_datasets LFW": tiny(
+        ("ufo-eval", "python evaluation_script.py"), ("allinone/vitlarge_eval", "allinone/tiny_eval"),
+        ("allinone_vitlarge.pdmodel", "tests/fixtures/spec/reference/tiny_upstream.pdparams"),
+        why="its checkout form (the installed script: tests/test_packaging.py); " + RELEASED[1]),
+    "ufo-export -c allinone/vitlarge_eval --model_path allinone_vitlarge.pdmodel --task task3 --output export/ "
+    "--format onnx --images query1.jpg query2.jpg": tiny(
+        ("ufo-export", "python tools/export_model.py"), ("allinone/vitlarge_eval", "allinone/tiny_eval"),
+        ("allinone_vitlarge.pdmodel", "tests/fixtures/spec/reference/tiny_upstream.pdparams"),
+        ("query1.jpg query2.jpg", IMAGES), why="its checkout form; " + RELEASED[1]),
+    # --- docs/traffic.md: the traffic three-task model (its miniature tree: tests/traffic)
+    "sh scripts/train.sh configs/traffic/vitbase_3tasks.yaml": help_only(
+        "sh -n scripts/train.sh && python -m oneforall.traffic.train --help", TRAFFIC),
+    "NPROC=2 sh scripts/train.sh configs/traffic/tiny_cpu.yaml": help_only(
+        "sh -n scripts/train.sh && python -m oneforall.traffic.train --help", TRAFFIC),
+    "python -m oneforall.traffic.train -c configs/traffic/tiny_cpu.yaml --root OUT [--resume] [--eval-only]": help_only(
+        "python -m oneforall.traffic.train --help", TRAFFIC, expect="--eval-only"),
+    "sh scripts/test.sh configs/traffic/vitbase_3tasks.yaml --model_path output/.../model_final.pdparams "
+    "[--split test|val] [--output pred_results.json] [--root DATA_ROOT]": help_only(
+        "sh -n scripts/test.sh && python -m oneforall.traffic.predict --help", TRAFFIC, expect="--split"),
+    "python -m oneforall.traffic.predict -c CONFIG --model_path ...": help_only(
+        "python -m oneforall.traffic.predict --help", TRAFFIC, expect="--model_path"),
+    "python -m oneforall.traffic.score --pred pred_results.json --gt <root or track1_train_data> [--split val]":
+        help_only("python -m oneforall.traffic.score --help", TRAFFIC, expect="--gt"),
+    "sh scripts/finetune.sh NEW_DATA_ROOT [CHECKPOINT] [-o Train.max_iter=N ...]": help_only(
+        "sh -n scripts/finetune.sh && python -m oneforall.traffic.train --help", TRAFFIC),
+    "CONFIG=configs/traffic/tiny_cpu.yaml OUTPUT=output/ft sh scripts/finetune.sh /data/b_board "
+    "output/traffic_tiny/model_final.pdparams": help_only(
+        "sh -n scripts/finetune.sh && python -m oneforall.traffic.train --help", TRAFFIC),
 }
 
 
