@@ -63,3 +63,13 @@ def test_a_training_run_prints_no_third_party_start_up_chatter(tiny_config, mini
     for noise in ("OMP_NUM_THREADS WISELY", "No ccache found", "track global mean and variance", "AVX512",
                   "pkg_resources", "Warning"):
         assert noise not in output, output[-3000:]
+
+
+def test_evaluation_with_two_threads_prints_no_thread_banner(mini_root, spec_dir):
+    result = subprocess.run([PYTHON, os.path.join(ROOT, "evaluation_script.py"), "--config",
+                             os.path.join(ROOT, "configs", "allinone", "tiny_eval.yaml"), "--model_path",
+                             os.path.join(spec_dir, "reference", "tiny_upstream.pdparams"), "--device", "cpu",
+                             "--test_datasets", "LFW"], cwd=ROOT, env=tool_env(mini_root, threads=2),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OMP_NUM_THREADS" not in result.stdout + result.stderr, result.stderr[-3000:]
