@@ -36,6 +36,8 @@ TINY_TRAIN = "configs/allinone/tiny_demo.yaml -o Train.max_iter=2 -o Train.log_p
 CHECKPOINT = "output/tiny_demo/model_final.pdparams"  # written by the first tiny training command
 IMAGES = "output/mini/Market-1501-v15.09.15/query/*.jpg"  # the shell expands it
 RELEASED = ("allinone_vitlarge.pdmodel", "the released ViT-L checkpoint (1.2 GB) and test data are not here")
+SUPERNET = ("a trained supernet / the original's checkpoints are not here; tests/oneforall/test_subnet_export.py, "
+            "test_task_extract.py and test_moe_checkpoint.py run these commands on the reference supernets")
 TRAFFIC = ("the traffic data and a trained traffic model are not here; tests/traffic trains and predicts on the "
            "miniature traffic tree (sh -n: the script parses)")
 
@@ -186,6 +188,20 @@ COMMANDS = {
         ("ufo-export", "python tools/export_model.py"), ("allinone/vitlarge_eval", "allinone/tiny_eval"),
         ("allinone_vitlarge.pdmodel", "tests/fixtures/spec/reference/tiny_upstream.pdparams"),
         ("query1.jpg query2.jpg", IMAGES), why="its checkout form; " + RELEASED[1]),
+    # --- README.md and docs/oneforall.md: OneForAll supernets (tests/oneforall run them on the reference supernets)
+    "python -m oneforall.extract --config configs/oneforall/vitbase_chip_supernet.yaml --model_path supernet.pdparams "
+    "--arch j111231321311311221231121111231000000 --output sub/model.pdparams": help_only(
+        "python -m oneforall.extract --help", SUPERNET, expect="--arch"),
+    "python evaluation_script.py --config sub/model.yaml --model_path sub/model.pdparams": not_run(
+        SUPERNET, "tests/oneforall/test_subnet_export.py"),
+    "python -m oneforall.extract --paddel_model_path release.pdmodel --task_name face": help_only(
+        "python -m oneforall.extract --help", SUPERNET, expect="--task_name"),
+    "python -m oneforall.convert_moe --tasks_dir ORIGINAL_OUTPUT_DIR --tasks face,person,veri --output moe.pdparams":
+        help_only("python -m oneforall.convert_moe --help", SUPERNET, expect="--tasks_dir"),
+    "python -m oneforall.param_count --config configs/oneforall/vithuge_task_moe.yaml": full(),
+    "python -m oneforall.extract --paddle_model_path moe.pdparams --task_name task3 --config "
+    "configs/oneforall/tiny_task_moe.yaml --output task3/model.pdparams": help_only(
+        "python -m oneforall.extract --help", SUPERNET, expect="--paddle_model_path"),
     # --- docs/traffic.md: the traffic three-task model (its miniature tree: tests/traffic)
     "sh scripts/train.sh configs/traffic/vitbase_3tasks.yaml": help_only(
         "sh -n scripts/train.sh && python -m oneforall.traffic.train --help", TRAFFIC),
