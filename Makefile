@@ -23,8 +23,11 @@ $(STAMP): $(PY) requirements.txt requirements-test.txt setup.py
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# one thread by default: on a busy 2-core machine OpenMP threads wait for each other (2000 iterations measured 145 s
+# with 1 thread, 162 s with 2); `make demo DEMO_THREADS=2` to choose. The demo exits 1 if training did not help.
+DEMO_THREADS ?= 1
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/demo.py
 
 # quick sizes (a few minutes in all); each script's --full / default sizes are in bench/RESULTS.md
 bench: $(STAMP)

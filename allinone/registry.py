@@ -1,4 +1,9 @@
-"""Name -> class registries, so a config names a component by string (`name: VisionTransformer`)."""
+"""Name -> class registries, so a config names a component by string (`name: VisionTransformer`).
+
+A dotted name (`name: oneforall.elastic.ElasticVisionTransformer`) imports its module first, so components that
+register themselves outside `allinone` (the OneForAll supernets) are found by any tool that reads the config.
+"""
+import importlib
 
 
 class Registry:
@@ -20,9 +25,22 @@ class Registry:
         return add(obj) if obj is not None else add
 
     def get(self, name):
+        if name not in self._table and isinstance(name, str) and "." in name:
+            self._import_provider(name)
         if name not in self._table:
             raise KeyError(f"{self.name} registry has no '{name}'; registered: {sorted(self._table)}")
         return self._table[name]
+
+    def _import_provider(self, name):
+        """`package.module.Class`: import the module (it registers its components); the dotted name then refers
+        to the component registered as `Class`."""
+        module, _, short = name.rpartition(".")
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise KeyError(f"{self.name} registry: cannot import module '{module}' of '{name}' ({err})") from None
+        if short in self._table:
+            self._table[name] = self._table[short]
 
     def build(self, cfg, **extra):
         """Instantiate from a mapping with a `name` key; the other keys (and `extra`) are constructor arguments."""

@@ -32,7 +32,9 @@ def run(args):
 
 
 def main(argv=None):
-    from allinone.utils.cli import run_cli
+    """Exit codes as every entry point (docs/cli.md): 0 done, 2 bad input (one `error:` line), 1 a bug."""
+    from allinone.utils.cli import quiet_third_party, run_cli
+    quiet_third_party()
     return run_cli(run, parse_args(argv))
 
 

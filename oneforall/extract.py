@@ -158,14 +158,14 @@ def _task_config(config, task, backbone_config, head=None):
 
 
 def run(args):
+    from allinone.utils.cli import writable_file
+    output = args.output or f"{args.paddle_model_path}.to{args.task_name}"
+    writable_file(output)  # before the work
     if args.model_path:
         state, config, what = extract_subnet(args)
-        output = args.output
     else:
         state, config, what = extract_task(args)
-        output = args.output or f"{args.paddle_model_path}.to{args.task_name}"
     import paddle
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     paddle.save(state, output)
     print(f"wrote {what}: {len(state)} tensors to {output}")
     if config is not None:
@@ -178,16 +178,18 @@ def run(args):
 
 
 def main(argv=None):
-    from allinone.utils.cli import run_cli
+    """Exit codes as every entry point (docs/cli.md): 0 done, 2 bad input (one `error:` line), 1 a bug."""
+    from allinone.utils.cli import USER_ERROR, quiet_third_party, run_cli
+    quiet_third_party()
+    args = parse_args(argv)
     from oneforall.arch_code import ArchCodeError
     from oneforall.elastic import SubnetError
     from oneforall.task_extract import TaskExtractionError
-    args = parse_args(argv)
     try:
         return run_cli(run, args)
-    except (ArchCodeError, SubnetError, TaskExtractionError) as err:  # bad input: one line, exit code 1
+    except (ArchCodeError, SubnetError, TaskExtractionError) as err:  # the project's user errors, ours
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return USER_ERROR
 
 
 if __name__ == "__main__":

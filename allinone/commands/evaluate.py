@@ -22,7 +22,7 @@ quiet_third_party()
 from ..config import load_config  # noqa: E402  (after the quiet set-up)
 from ..utils.cli import (non_negative_int, positive_int, run_cli, writable_file,  # noqa: E402
                          write_text_atomically)
-from ..utils.env import configure_threads  # noqa: E402
+from ..utils.env import configure_threads, import_paddle  # noqa: E402
 
 DEFAULT_CONFIG = "allinone/vitlarge_eval"
 logger = logging.getLogger("allinone.evaluation")
@@ -61,7 +61,7 @@ def run(args):
     if args.vis:
         writable_file(os.path.join(args.vis, "rank_lists.png"), "--vis")
     configure_threads(cfg.get_path("Global.num_threads"))
-    import paddle  # noqa: F401  (after the thread set-up)
+    import_paddle()  # after the thread set-up (without Paddle's OMP_NUM_THREADS banner)
 
     from .. import build_model
     from ..evaluation.suite import EvaluationSuite

@@ -18,7 +18,7 @@ quiet_third_party()
 
 from ..config import ConfigError, load_config  # noqa: E402  (after the quiet set-up)
 from ..utils.cli import run_cli  # noqa: E402
-from ..utils.env import configure_threads  # noqa: E402
+from ..utils.env import configure_threads, import_paddle  # noqa: E402
 
 FORMATS = ("paddle", "onnx")
 
@@ -54,7 +54,7 @@ def check_images(paths, img_size):
 def run(args):
     cfg = load_config(args.config, args.override)
     configure_threads(cfg.get_path("Global.num_threads"))
-    import paddle
+    paddle = import_paddle()
 
     from ..engine.export import check_export, export_onnx, export_task
     from ..modeling import build_model
@@ -74,8 +74,8 @@ def run(args):
         from ..engine.export import require_onnx_tools
 
         require_onnx_tools()
+    images = check_images(args.images, model.backbone.img_size)  # a bad --images file: an error before any write
     extractor, prefix = export_task(model, args.task, args.output)
-    images = check_images(args.images, model.backbone.img_size)
     difference = check_export(extractor, prefix, images)
     print(f"exported task {args.task} to {prefix}.* ; Paddle Inference matches the dygraph model "
           f"(max abs difference {difference:.2g})")

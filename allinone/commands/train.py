@@ -11,11 +11,14 @@ config.yaml, log_rank{r}.txt, VisualDL scalars and the evaluation pictures in vd
 """
 import argparse
 import os
-from collections import OrderedDict
 
-from ..config import ConfigError, load_config
-from ..utils.cli import run_cli
-from ..utils.env import configure_threads
+from ..utils.cli import quiet_third_party
+
+quiet_third_party()
+
+from ..config import ConfigError, load_config  # noqa: E402  (after the quiet set-up)
+from ..utils.cli import output_write_error, run_cli, writable_dir  # noqa: E402
+from ..utils.env import configure_threads, import_paddle  # noqa: E402
 
 
 def parse_args(argv=None, prog="ufo-train"):
@@ -33,27 +36,14 @@ def parse_args(argv=None, prog="ufo-train"):
 
 
 def make_evaluate_fn(cfg, requested=None):
-    """model -> OrderedDict('{head}.{dataset}.{metric}' -> value) over the Eval table, with the steps of
-    evaluation_script.py (test sets and evaluators prepared once)."""
-    from ..evaluation import suite as evaluation
+    """The evaluation of evaluation_script.py, in one object: an `EvaluationSuite` (table checked and every test list
+    read now; `suite(model)` prints the table and returns {'head.dataset.metric': value}), plus `pictures()`: the
+    --vis pictures of its last run, for VisualDL."""
+    from ..evaluation.suite import EvaluationSuite
 
-    entries = evaluation.select_test_sets(cfg.Eval, requested)
-    root = os.environ.get("FASTREID_DATASETS", "datasets")
-    prepared = OrderedDict((entry.name, evaluation.prepare(entry, root)) for entry in entries)
-    last = {}
-
-    def evaluate(model):
-        last["results"] = evaluation.evaluate_all(model, entries, prepared, cfg.Eval.batch_size,
-                                                  cfg.Eval.num_workers)
-        print(evaluation.results_table(entries, last["results"]), flush=True)
-        return evaluation.flat_results(entries, prepared, last["results"])
-
-    def pictures():
-        """[(tag, HWC uint8)] of the last evaluation (evaluation_script.py --vis's pictures), for VisualDL."""
-        return evaluation_pictures(entries, prepared, last.get("results") or {})
-
-    evaluate.pictures = pictures
-    return evaluate
+    suite = EvaluationSuite(cfg, requested)
+    suite.pictures = lambda: evaluation_pictures(suite.entries, suite.prepared, suite.results)
+    return suite
 
 
 def evaluation_pictures(entries, prepared, results):
@@ -84,11 +74,20 @@ def run(args):
         from oneforall.traffic.train import run as run_traffic
 
         return run_traffic(args)
+    try:
+        return train_or_evaluate(args, cfg)
+    except OSError as err:  # a write that the output folder refuses (a full disk, ...) is a user error
+        replacement = output_write_error(err, cfg.Global.output_dir)
+        if replacement is None:
+            raise
+        raise replacement from None
+
+
+def train_or_evaluate(args, cfg):
     configure_threads(cfg.get_path("Global.num_threads"))
-    import paddle  # noqa: F401  (after the thread set-up)
+    import_paddle()  # after the thread set-up
 
     from .. import data  # noqa: F401  (registers the data sets)
-    from .. import evaluation  # noqa: F401  (registers the evaluators)
     import oneforall.moe_training  # noqa: F401  (the task-MoE backbone, TaskMoEStep, heads, data and losses)
     from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint
     from ..engine.distributed import init_distributed
@@ -100,6 +99,7 @@ def run(args):
     check_training_config(cfg)
     rank, world_size = init_distributed()
     output_dir = cfg.Global.output_dir
+    writable_dir(output_dir, "Global.output_dir")  # before any data is read or a model is built
     logger = setup_logger(output_dir, rank=rank)
     if args.eval_only or cfg.Train.eval_period:
         configure_faiss_threads()  # the evaluators search with faiss
@@ -118,6 +118,8 @@ def run(args):
         logger.info("%s", load_checkpoint(model, weights))
         model.eval()
         return make_evaluate_fn(cfg, evaluate_names)(model)
+    # evaluation_script.py's EvaluationSuite, built once now (a bad table or a missing test set fails before
+    # training), called by the evaluation hook on rank 0
     evaluate_fn = make_evaluate_fn(cfg, evaluate_names) if cfg.Train.eval_period else None
     trainer = build_trainer(cfg, resume, evaluate_fn)
     if rank == 0:

@@ -53,6 +53,14 @@ def check_training_config(cfg):
         value = cfg.Train.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(f"Train.{key} in {cfg.source} must be an integer >= {least}, got {value!r}")
+    workers = [("DataLoader.train.num_workers", cfg.DataLoader.train.get("num_workers", 0))]
+    workers += [(f"DataLoader.train.tasks.{task}.num_workers", spec["num_workers"])
+                for task, spec in (cfg.DataLoader.train.get("tasks") or {}).items()
+                if isinstance(spec, dict) and spec.get("num_workers") is not None]
+    for key, value in workers:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key} in {cfg.source} must be an integer >= 0 (data-loading worker processes), "
+                              f"got {value!r}")
     step = cfg.Train.get("step") or {"name": "SimpleStep"}
     if not isinstance(step, dict) or step.get("name") not in STEPS:
         raise ConfigError(f"Train.step in {cfg.source} must be {{name: one of {list(STEPS)}, ...}}, got {step!r}")

@@ -49,6 +49,7 @@ def predictor_features(prefix, images):
     model_file = next(prefix + ext for ext in (".json", ".pdmodel") if os.path.isfile(prefix + ext))
     config = inference.Config(model_file, prefix + ".pdiparams")
     config.disable_gpu()
+    config.disable_glog_info()  # no "--- Running PIR pass [...]" line per optimisation pass
     predictor = inference.create_predictor(config)
     predictor.get_input_handle(predictor.get_input_names()[0]).copy_from_cpu(np.ascontiguousarray(images))
     predictor.run()

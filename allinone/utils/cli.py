@@ -6,9 +6,11 @@ output path), with one `error:` line on stderr, as argparse does for a bad comma
 the traceback is kept).
 """
 import argparse
+import errno
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 from ..config import ConfigError
@@ -87,6 +89,37 @@ def writable_file(path, what="--output"):
     return path
 
 
+def writable_dir(path, what="Global.output_dir"):
+    """Make sure the folder `path` exists (created) and takes a file, before any work; raise UserError if not (a
+    file where a folder should be, a read-only file system, no permission)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
+# OSError codes of a write that the output folder refuses: a full disk or quota, a read-only file system, no
+# permission, a file where a folder should be
+OUTPUT_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                       errno.EEXIST)
+
+
+def output_write_error(err, folder, what="Global.output_dir"):
+    """A UserError for `err` when it is an OSError of a write into `folder` (a full disk anywhere counts: nothing
+    else raises it), else None (a bug, or a data file, which has its own error)."""
+    if not isinstance(err, OSError) or err.errno not in OUTPUT_WRITE_ERRNOS:
+        return None
+    filename = os.path.abspath(err.filename) if isinstance(err.filename, str) else None
+    inside = filename is not None and filename.startswith(os.path.abspath(folder) + os.sep)
+    if err.errno not in (errno.ENOSPC, errno.EDQUOT) and not inside:
+        return None
+    return UserError(f"{what} {folder}: writing {filename or 'a file'} failed ({err.strerror or err}); no partial file "
+                     f"is left behind")
+
+
 def write_text_atomically(path, text, what="--output"):
     """Write `text` to `path` through a temporary file, so a full disk leaves no partial file; UserError if the
     write fails."""
@@ -113,3 +146,5 @@ def quiet_third_party():
     warnings.filterwarnings("ignore", message=r"Setuptools is replacing distutils")
     warnings.filterwarnings("ignore", message=r".*ccache.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pkg_resources.*")
+    # Paddle's BatchNorm notes on every training run that it tracks global statistics (as it should)
+    warnings.filterwarnings("ignore", message=r"When training, we now always track global mean and variance")

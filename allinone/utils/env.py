@@ -1,10 +1,12 @@
 """Process set-up shared by every entry point: CPU threads, seeds, device, distributed rank.
 
 Paddle on CPU runs one thread unless told otherwise, and importing Paddle drops faiss to one thread: call
-`configure_threads()` before importing paddle and `configure_faiss_threads()` after it.
+`configure_threads()` before importing paddle (entry points: `import_paddle()`) and `configure_faiss_threads()` after
+it.
 """
 import os
 import random
+import sys
 
 from ..config import ConfigError
 
@@ -36,6 +38,45 @@ def configure_threads(num_threads=None):
     for var in THREAD_VARS:
         os.environ[var] = str(num_threads)
     return num_threads
+
+
+PADDLE_THREAD_BANNER = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY.")
+
+
+class _WithoutThreadBanner:
+    """A stand-in for sys.stderr while paddle is imported: passes every write on except the banner's two lines.
+    A logging handler that paddle creates meanwhile keeps this object, so it must go on forwarding afterwards."""
+
+    def __init__(self, stream):
+        self._stream, self._dropped = stream, False
+
+    def write(self, text):
+        if text.startswith(PADDLE_THREAD_BANNER):
+            self._dropped = True  # print() writes its newline next
+            return len(text)
+        if self._dropped and text == "\n":
+            self._dropped = False
+            return len(text)
+        self._dropped = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def import_paddle():
+    """Import paddle (after `configure_threads`) without its start-up banner: with more than one thread Paddle prints
+    "WARNING: OMP_NUM_THREADS set to N, not 1 ... PLEASE USE OMP_NUM_THREADS WISELY", but the count is the project's
+    deliberate choice (docs/cli.md). Everything else Paddle writes to stderr is passed on."""
+    if "paddle" in sys.modules:
+        return sys.modules["paddle"]
+    stderr = sys.stderr
+    sys.stderr = _WithoutThreadBanner(stderr)
+    try:
+        import paddle
+    finally:
+        sys.stderr = stderr
+    return paddle
 
 
 def configure_faiss_threads(num_threads=None):

@@ -1,4 +1,4 @@
-"""Each training loss against a direct numpy computation of the spec's formula (oneforall.md 2.5)."""
+"""Each training loss against a direct numpy computation of its formula (docs/training.md, "Losses")."""
 import numpy as np
 import paddle
 import pytest

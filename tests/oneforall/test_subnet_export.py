@@ -12,6 +12,7 @@ from oneforall_tools import assert_close_relative, reference_path
 
 from allinone import build_model, load_checkpoint
 from allinone.config import load_config
+from allinone.utils.cli import USER_ERROR
 from allinone.registry import BACKBONES
 from oneforall import extract
 from oneforall.search_space import SearchSpace
@@ -107,6 +108,21 @@ def test_cli_writes_weights_and_config_that_evaluation_script_runs(supernet_chec
 def test_cli_rejects_a_bad_arch_with_one_line(supernet_checkpoint, tmp_path, capsys, arch, message):
     output = tmp_path / "never.pdparams"
     assert extract.main(["--config", TINY_CONFIG, "--model_path", supernet_checkpoint, "--arch", arch,
-                         "--output", str(output)]) == 1
+                         "--output", str(output)]) == USER_ERROR
     assert message in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_evaluation_script_runs_a_supernet_config_directly(supernet_checkpoint, mini_root):
+    """The config names the backbone `oneforall.elastic.ElasticVisionTransformer`: the registry imports the module,
+    so evaluation_script.py (which knows nothing of oneforall) evaluates the supernet at its largest sub-network."""
+    env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "evaluation_script.py", "--config", TINY_CONFIG, "--model_path",
+                           supernet_checkpoint, "--device", "cpu", "--test_datasets", "LFW"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_dotted_backbone_name_of_a_missing_module_is_named():
+    with pytest.raises(KeyError, match="cannot import module 'oneforall.nothing'"):
+        BACKBONES.get("oneforall.nothing.Supernet")

@@ -8,6 +8,7 @@ from oneforall_tools import assert_close_relative, original_rank_states, referen
 
 from allinone import build_model, load_checkpoint
 from allinone.config import load_config
+from allinone.utils.cli import USER_ERROR
 from allinone.modeling.vision_transformer import VisionTransformer
 from allinone.registry import BACKBONES
 from oneforall import extract
@@ -100,7 +101,7 @@ def test_cli_release_layout_accepts_the_readme_spelling(reference_config, tmp_pa
     assert extract.main(["--paddel_model_path", str(path), "--task_name", "person", "--task_names", names]) == 0
     out = paddle.load(str(path) + ".toperson")
     assert len(out) == 31 and "heads.person.weight" in out
-    assert extract.main(["--paddle_model_path", str(path), "--task_name", "car", "--task_names", names]) == 1
+    assert extract.main(["--paddle_model_path", str(path), "--task_name", "car", "--task_names", names]) == USER_ERROR
     assert "unknown task 'car'" in capsys.readouterr().err
 
 
