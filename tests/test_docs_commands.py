@@ -33,6 +33,7 @@ SHELL_LANGUAGES = ("bash", "sh", "shell")
 TINY_EVAL = ("--config configs/allinone/tiny_eval.yaml "
              "--model_path tests/fixtures/spec/reference/tiny_upstream.pdparams")
 TINY_TRAIN = "configs/allinone/tiny_demo.yaml -o Train.max_iter=2 -o Train.log_period=1"
+TINY_MOE = "configs/oneforall/tiny_taskmoe_train.yaml -o Train.max_iter=2 -o Train.log_period=1"
 CHECKPOINT = "output/tiny_demo/model_final.pdparams"  # written by the first tiny training command
 IMAGES = "output/mini/Market-1501-v15.09.15/query/*.jpg"  # the shell expands it
 RELEASED = ("allinone_vitlarge.pdmodel", "the released ViT-L checkpoint (1.2 GB) and test data are not here")
@@ -221,6 +222,38 @@ COMMANDS = {
     "CONFIG=configs/traffic/tiny_cpu.yaml OUTPUT=output/ft sh scripts/finetune.sh /data/b_board "
     "output/traffic_tiny/model_final.pdparams": help_only(
         "sh -n scripts/finetune.sh && python -m oneforall.traffic.train --help", TRAFFIC),
+    # --- README.md and docs/oneforall.md: task-MoE training
+    "python tools/moe_demo.py": help_only(
+        "python tools/moe_demo.py --help", "1.5 minutes of training; tests/moe_training runs its parts (training, "
+        "gates, evaluation)", expect="--max_iter"),
+    "python tools/make_mini_datasets.py OUT --oneforall": tiny(
+        ("OUT", "output/mini_oneforall"), why="a named output folder"),
+    "sh scripts/train.sh configs/oneforall/vithuge_taskmoe_24tasks.yaml": tiny(
+        ("configs/oneforall/vithuge_taskmoe_24tasks.yaml", TINY_MOE + " -o Global.output_dir=output/readme_moe"),
+        ("sh scripts/", "FASTREID_DATASETS=output/mini_oneforall NPROC=1 sh scripts/"),
+        why="no GPU and no training data: the tiny task-MoE config on the miniature tree written above, 2 iterations"),
+    "python tools/make_mini_datasets.py demo_output/datasets --oneforall --scale 6 --hard": full(),
+    "FASTREID_DATASETS=demo_output/datasets python tools/train.py -c configs/oneforall/tiny_taskmoe_train.yaml": tiny(
+        ("configs/oneforall/tiny_taskmoe_train.yaml", TINY_MOE), why="2 iterations instead of 600"),
+    "NPROC=2 FASTREID_DATASETS=demo_output/datasets sh scripts/train.sh configs/oneforall/tiny_taskmoe_train.yaml": tiny(
+        ("configs/oneforall/tiny_taskmoe_train.yaml", TINY_MOE + " -o Global.output_dir=output/moe_two_processes"),
+        why="2 iterations instead of 600 (2 real processes, experts split), its own output folder"),
+    "python tools/moe_demo.py --workdir moe_demo_output": help_only(
+        "python tools/moe_demo.py --help", "1.5 minutes of training; tests/moe_training runs its parts",
+        expect="--workdir"),
+    "FASTREID_DATASETS=/data/train_datasets sh scripts/train.sh configs/oneforall/vithuge_taskmoe_24tasks.yaml "
+    "-o Train.step.ranks_per_task=null": tiny(
+        ("/data/train_datasets", "demo_output/datasets"), ("configs/oneforall/vithuge_taskmoe_24tasks.yaml", TINY_MOE),
+        ("sh scripts/", "NPROC=1 sh scripts/"),
+        why="no GPU and no training data: the tiny task-MoE config, one CPU process, 2 iterations"),
+    'LAUNCH_ARGS="--nnodes 6 --master 10.0.0.1:8090 --rank 0" FASTREID_DATASETS=/data/train_datasets sh '
+    'scripts/train.sh configs/oneforall/vithuge_taskmoe_24tasks.yaml': help_only(
+        "python -m paddle.distributed.launch --help", "other machines are not here: the launcher's options exist",
+        expect="--nnodes"),
+    "sh scripts/train.sh configs/oneforall/vithuge_taskmoe_24tasks.yaml --resume": tiny(
+        ("configs/oneforall/vithuge_taskmoe_24tasks.yaml", TINY_MOE.replace("max_iter=2", "max_iter=3")),
+        ("sh scripts/", "FASTREID_DATASETS=demo_output/datasets NPROC=1 sh scripts/"),
+        why="continues the tiny task-MoE run above for one more iteration"),
 }
 
 
