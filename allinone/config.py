@@ -221,6 +221,9 @@ def apply_overrides(cfg, overrides):
             raise ConfigError(f"override '{text}': unknown key '{'.'.join(parts)}' in {cfg.source or 'config'}; "
                               f"keys there: {known}")
         old = node[last]
+        if value is None and isinstance(old, dict):
+            raise ConfigError(f"override '{text}': key '{'.'.join(parts)}' in {cfg.source or 'config'} is a mapping; "
+                              f"null cannot replace it (override its keys instead)")
         if value is None and isinstance(old, (int, float)):  # numbers and switches (bool is an int)
             raise ConfigError(f"override '{text}': key '{'.'.join(parts)}' in {cfg.source or 'config'} is "
                               f"{_type_name(old)} ({old!r}); null is not a {_type_name(old)} (give a value)")

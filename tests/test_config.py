@@ -201,6 +201,12 @@ def test_null_cannot_replace_a_number_or_a_switch_from_the_command_line(key):
         load_config("configs/allinone/vitlarge_4tasks.yaml", [f"{key}=null"])
 
 
+@pytest.mark.parametrize("key", ["Optimizer.lr", "Train"])
+def test_null_cannot_replace_a_mapping_from_the_command_line(key):
+    with pytest.raises(ConfigError, match=rf"override '{key}=null'.*is a mapping"):
+        load_config("configs/allinone/vitlarge_4tasks.yaml", [f"{key}=null"])
+
+
 def test_yaml_safe_load_itself_is_left_alone():
     import yaml
 
