@@ -211,9 +211,8 @@ class EvaluationSuite:
 
     def __init__(self, cfg, requested=None, batch_size=None, num_workers=None, root=None, print_table=True,
                  distributed=False, engine="dygraph", tensorrt=False):
-        from .embedders import ENGINES
-
         from ..data.datasets import dataset_root
+        from .embedders import ENGINES
 
         check_evaluation_config(cfg)
         self.entries = select_test_sets(cfg.Eval, requested)

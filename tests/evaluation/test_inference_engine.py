@@ -75,6 +75,34 @@ def test_features_match_model_embed_for_every_head_and_any_batch_size(tiny_model
         embedder.close()
 
 
+def fresh_tiny_model(weights):
+    model = build_model(load_config(TINY_CONFIG))
+    load_checkpoint(model, weights)
+    model.eval()
+    return model
+
+
+def test_the_predictor_runs_its_exported_copy_not_the_dygraph_model(tiny_weights):
+    model = fresh_tiny_model(tiny_weights)
+    images = paddle.to_tensor(np.random.RandomState(4).uniform(-1, 1, [4, 3, 32, 32]).astype("float32"))
+    with paddle.no_grad():
+        expected = model.embed("task3", images).numpy()
+    embedder = build_embedder("inference", model, ["task3"])
+    model.backbone.pos_embed.set_value(paddle.zeros_like(model.backbone.pos_embed))  # the dygraph model changes
+    np.testing.assert_allclose(embedder.embed("task3", images).numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_an_exported_model_that_disagrees_with_dygraph_is_refused(tiny_weights):
+    from allinone.engine.export import TaskFeatureExtractor
+
+    model = fresh_tiny_model(tiny_weights)
+    embedder = InferenceEmbedder(model)
+    predictor = embedder.predictor("task1")
+    model.heads["task1"].bottleneck[0].bias.set_value(paddle.full_like(model.heads["task1"].bottleneck[0].bias, 0.5))
+    with pytest.raises(ExportError, match="differ from the dygraph model's"):
+        embedder._check(TaskFeatureExtractor(model, "task1"), predictor)
+
+
 def test_exporting_keeps_the_models_training_mode(tiny_model):
     tiny_model.train()
     try:
