@@ -37,7 +37,8 @@ def configure_threads(num_threads=None):
     num_threads = int(num_threads)
     for var in THREAD_VARS:
         os.environ[var] = str(num_threads)
-    configure_mkl_kernels()
+    if "paddle" not in sys.modules:  # MKL reads it as Paddle loads it; later it would only flip a running process
+        configure_mkl_kernels()
     return num_threads
 
 

@@ -180,6 +180,14 @@ def test_mkl_takes_its_avx2_kernels_on_amd_only(tmp_path, monkeypatch, vendor, f
     assert os.environ.get("MKL_DEBUG_CPU_TYPE") == expected
 
 
+def test_the_thread_set_up_leaves_mkl_alone_once_paddle_is_loaded(monkeypatch):
+    from allinone.utils.env import configure_threads
+
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    configure_threads(1)  # paddle is imported in this process: MKL's kernels are already chosen
+    assert "MKL_DEBUG_CPU_TYPE" not in os.environ
+
+
 def test_a_users_mkl_setting_is_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "")
     assert configure_mkl_kernels(cpuinfo(tmp_path, "AuthenticAMD", "avx2")) == ""
