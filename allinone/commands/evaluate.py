@@ -24,6 +24,8 @@ from ..utils.cli import (non_negative_int, positive_int, run_cli, writable_file,
                          write_text_atomically)
 from ..utils.env import configure_threads, import_paddle  # noqa: E402
 
+ENGINES = ("auto", "dygraph", "inference")  # allinone.evaluation.embedders.ENGINES (imported after the thread set-up)
+
 DEFAULT_CONFIG = "allinone/vitlarge_eval"
 logger = logging.getLogger("allinone.evaluation")
 
@@ -44,6 +46,12 @@ def parse_args(argv=None, prog="ufo-eval"):
                         help="data-loading workers (default Eval.num_workers)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default=None,
                         help="default: Global.device (auto = gpu when available)")
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
+                        help="how test images become features: dygraph (model.embed), inference (Paddle Inference "
+                             "from the model exported once per run: oneDNN on the CPU), auto (default: inference on "
+                             "the CPU, dygraph when the model cannot be exported or on a GPU)")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="with --engine inference on a GPU: run the exported model through TensorRT")
     parser.add_argument("--allow_partial", action="store_true",
                         help="load a checkpoint whose keys do not all fit (reported), instead of stopping")
     parser.add_argument("--vis", default=None, metavar="DIR",
@@ -76,7 +84,8 @@ def run(args):
     device = resolve_device(args.device or cfg.get_path("Global.device", "auto"))
     seed_everything(cfg.get_path("Global.seed", 0))
     # reads every test list first: a missing folder stops the run in seconds, not after hours of inference
-    suite = EvaluationSuite(cfg, args.test_datasets, batch_size=args.batchsize, num_workers=args.num_workers)
+    suite = EvaluationSuite(cfg, args.test_datasets, batch_size=args.batchsize, num_workers=args.num_workers,
+                            engine=args.engine, tensorrt=args.tensorrt)
     model = build_model(cfg)
     suite.check_heads(model)
     key_file = os.path.splitext(args.output)[0] + ".keys.txt" if args.output else None
@@ -84,8 +93,8 @@ def run(args):
                                  key_file=key_file)
     logger.info("%s", describe(report, key_file))
     model.eval()
-    logger.info("evaluating %s on %s (data root %s, batch size %d)", args.model_path, device, suite.root,
-                suite.batch_size)
+    logger.info("evaluating %s on %s (data root %s, batch size %d, engine %s)", args.model_path, device, suite.root,
+                suite.batch_size, args.engine)
     flat = suite(model)
     if args.output:
         write_text_atomically(args.output, json.dumps(flat, indent=1))

@@ -121,20 +121,24 @@ def prepare(entry, root):
 def eval_outputs(model, head, images):
     """The model's eval output for `images` on `head`: through `model.embed` (the one eval path) when the model has
     it, else the backbone followed by the head."""
-    if hasattr(model, "embed"):
-        return model.embed(head, images)
-    return model.heads[head](model.backbone(images))
+    from .embedders import DygraphEmbedder
+
+    return DygraphEmbedder(model).embed(head, images)
 
 
 def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers, show_progress=True,
-                      distributed=False):
+                      distributed=False, embedder=None):
     """Feed the evaluator every test image's model output (batches in data-set order), return its metrics.
     `distributed`: call on every rank; each reads its share of the images and the evaluator gathers them. Else
-    this process reads every image (training evaluates on rank 0 alone)."""
+    this process reads every image (training evaluates on rank 0 alone). `embedder`: what computes the outputs
+    (`embedders.py`; default the dygraph model)."""
     import paddle
     from tqdm import tqdm
 
     from ..data import build_test_loader, build_test_transform
+    from .embedders import DygraphEmbedder
+
+    embedder = embedder or DygraphEmbedder(model)
 
     if entry.head not in model.heads:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}' names head '{entry.head}'; the model has "
@@ -151,7 +155,7 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
         with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=entry.name,
                                     disable=not show_progress) as progress:
             for batch in loader:
-                evaluator.process(batch, eval_outputs(model, entry.head, batch["images"]))
+                evaluator.process(batch, embedder.embed(entry.head, batch["images"]))
                 progress.update(int(np.asarray(batch["index"]).size))
     finally:
         if was_training:
@@ -162,12 +166,12 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
     return evaluator.evaluate()
 
 
-def evaluate_all(model, entries, prepared, batch_size, num_workers, distributed=False):
+def evaluate_all(model, entries, prepared, batch_size, num_workers, distributed=False, embedder=None):
     """Every entry in order: its metrics per entry name (OrderedDict), each logged as it finishes."""
     results = OrderedDict()
     for entry in entries:
         results[entry.name] = evaluate_test_set(model, entry, *prepared[entry.name], batch_size, num_workers,
-                                                distributed=distributed)
+                                                distributed=distributed, embedder=embedder)
         logger.info("%s: %s", entry.name, ", ".join(f"{k}={v:.4f}" for k, v in results[entry.name].items()))
     return results
 
@@ -201,11 +205,14 @@ class EvaluationSuite:
     `requested`: 'A,B' names from Eval.datasets / Eval.optional_datasets (None = all of Eval.datasets);
     `batch_size` / `num_workers` default to the Eval section's; `root` to $FASTREID_DATASETS. `distributed`: every
     rank calls the suite and reads a share of each test set (default: the calling process reads everything).
+    `engine`: how images become outputs (`embedders.ENGINES`: dygraph, the default here; inference = Paddle
+    Inference from the model exported once per call; auto), `tensorrt`: with Paddle Inference on a GPU.
     """
 
     def __init__(self, cfg, requested=None, batch_size=None, num_workers=None, root=None, print_table=True,
-                 distributed=False):
+                 distributed=False, engine="dygraph", tensorrt=False):
         from ..data.datasets import dataset_root
+        from .embedders import ENGINES
 
         check_evaluation_config(cfg)
         self.entries = select_test_sets(cfg.Eval, requested)
@@ -213,6 +220,9 @@ class EvaluationSuite:
         self.num_workers = cfg.Eval.num_workers if num_workers is None else num_workers
         self.root = dataset_root(root)
         self.print_table, self.distributed = print_table, distributed
+        if engine not in ENGINES:
+            raise ConfigError(f"evaluation engine must be one of {list(ENGINES)}, got {engine!r}")
+        self.engine, self.tensorrt = engine, tensorrt
         # read every list first: a missing folder stops the run in seconds, not after hours of inference
         self.prepared = OrderedDict((entry.name, prepare(entry, self.root)) for entry in self.entries)
         self.results = OrderedDict()
@@ -224,9 +234,17 @@ class EvaluationSuite:
                               f"{list(model.heads)}")
 
     def __call__(self, model):
+        from .embedders import build_embedder
+
         self.check_heads(model)
-        self.results = evaluate_all(model, self.entries, self.prepared, self.batch_size, self.num_workers,
-                                    self.distributed)
+        heads = list(OrderedDict.fromkeys(entry.head for entry in self.entries))
+        # exported and checked before any test image is read: a model Paddle Inference cannot run stops here
+        embedder = build_embedder(self.engine, model, heads, self.batch_size, self.tensorrt)
+        try:
+            self.results = evaluate_all(model, self.entries, self.prepared, self.batch_size, self.num_workers,
+                                        self.distributed, embedder)
+        finally:
+            embedder.close()
         if self.print_table:
             print(self.table(), flush=True)
         return flat_results(self.entries, self.prepared, self.results)

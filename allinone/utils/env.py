@@ -37,6 +37,8 @@ def configure_threads(num_threads=None):
     num_threads = int(num_threads)
     for var in THREAD_VARS:
         os.environ[var] = str(num_threads)
+    if "paddle" not in sys.modules:  # MKL reads it as Paddle loads it; later it would only flip a running process
+        configure_mkl_kernels()
     return num_threads
 
 
@@ -77,6 +79,38 @@ def import_paddle():
     finally:
         sys.stderr = stderr
     return paddle
+
+
+def configure_mkl_kernels(cpuinfo="/proc/cpuinfo"):
+    """On an AMD CPU with AVX2, set MKL_DEBUG_CPU_TYPE=5 (before paddle is imported) unless the user set it.
+
+    Paddle's dygraph CPU matmul calls the MKL bundled with Paddle (2019), which runs a generic SSE path on non-Intel
+    CPUs; this variable makes it take its AVX2 kernels (about 2x the dygraph ViT forward on the project's AMD EPYC,
+    bench/RESULTS.md). It is never set on Intel CPUs (where MKL picks its kernels itself and forcing AVX2 costs
+    speed on AVX-512 parts) nor on CPUs without AVX2. Returns the value in force (None when unset)."""
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ and amd_with_avx2(cpuinfo):
+        os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+    return os.environ.get("MKL_DEBUG_CPU_TYPE")
+
+
+def amd_with_avx2(cpuinfo="/proc/cpuinfo"):
+    """True when the first processor listed in `cpuinfo` is AuthenticAMD and has the avx2 flag (False when the
+    file cannot be read, e.g. not Linux)."""
+    vendor, flags = None, None
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "vendor_id" and vendor is None:
+                    vendor = value.strip()
+                elif key == "flags" and flags is None:
+                    flags = value.split()
+                if vendor is not None and flags is not None:
+                    break
+    except OSError:
+        return False
+    return vendor == "AuthenticAMD" and "avx2" in (flags or ())
 
 
 def configure_faiss_threads(num_threads=None):
