@@ -6,6 +6,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_DIR = os.path.join(ROOT, "tests", "fixtures", "spec")
 sys.path.insert(0, os.path.join(ROOT, "tools"))  # tools/mini_datasets.py, the miniature-data generator
+# One MKL kernel choice for the test process and every process it launches: the entry points force MKL's AVX2
+# kernels on AMD CPUs (allinone.utils.env.configure_mkl_kernels) only in processes that set threads before importing
+# paddle, so a launched run and an in-process reference could otherwise differ in the last bits. An empty value
+# counts as the user's choice and leaves MKL's own.
+os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "")
 
 
 @pytest.fixture(scope="session")
