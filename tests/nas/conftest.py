@@ -23,3 +23,15 @@ def nas_config(tmp_path_factory):
     path = tmp_path_factory.mktemp("nas_configs") / "tiny_chip.yaml"
     path.write_text(NAS_TRAIN_YAML)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def supernet(nas_config, mini_root, tmp_path_factory):
+    """A tiny chip supernet trained 4 iterations with tools/train.py: (config, final weights, the weights after
+    iteration 1 of the same run)."""
+    from engine_tools import run_train
+
+    output = tmp_path_factory.mktemp("chip_supernet")
+    result = run_train(nas_config, output, mini_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return nas_config, str(output / "model_final.pdparams"), str(output / "model_0000001.pdparams")

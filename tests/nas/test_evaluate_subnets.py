@@ -11,18 +11,9 @@ from collections import OrderedDict
 
 import pytest
 
-from engine_tools import ROOT, run_train, tool_env, user_error_code
+from engine_tools import ROOT, tool_env, user_error_code
 
 PYTHON = sys.executable
-
-
-@pytest.fixture(scope="module")
-def supernet(nas_config, mini_root, tmp_path_factory):
-    """A tiny chip supernet trained 4 iterations: (config, final weights, other weights of the same run)."""
-    output = tmp_path_factory.mktemp("chip_supernet")
-    result = run_train(nas_config, output, mini_root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return nas_config, str(output / "model_final.pdparams"), str(output / "model_0000001.pdparams")
 
 
 def evaluate_cmd(config, weights, output, *args):

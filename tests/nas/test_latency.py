@@ -11,6 +11,9 @@ import oneforall.chip_training  # noqa: F401
 from allinone.config import load_config
 from allinone.modeling import build_model
 from oneforall.search_space import Architecture
+from oneforall.gpnas.evaluation import kendall_tau
+from oneforall.gpnas.search import LatencyPredictor
+from oneforall.subnet_codes import subnet_code
 from oneforall.latency import LatencyMeter, backbone_cost, extracted_model
 from oneforall.subnet_export import subnet_state_dict
 
@@ -69,7 +72,11 @@ def test_analytic_params_and_flops_equal_the_extracted_vit_counted(step):
     assert cost["flops"] == counted_flops(plain, images)
 
 
-def test_a_bigger_subnetwork_is_slower_in_at_least_9_of_10_random_pairs_30_percent_apart_in_flops():
+@pytest.fixture(scope="module")
+def timed_pool():
+    """24 random sub-networks of a 96-wide ViT at 64x64 (large enough for compute to dominate), spread over the
+    FLOPs range (half lean small, half lean large), timed with Paddle Inference round robin, median of 60 runs:
+    (flops [24], latency_ms [24], codes [24])."""
     cfg, model = supernet(MEDIUM)
     space, backbone = model.backbone.search_space, model.backbone
     rng = random.Random(0)
@@ -83,15 +90,33 @@ def test_a_bigger_subnetwork_is_slower_in_at_least_9_of_10_random_pairs_30_perce
                             tuple(pick(space.mlp_ratio) for _ in range(depth)), (backbone.embed_dim,) * depth,
                             space=space)
 
-    # ten random sub-networks spread over the FLOPs range (five lean small, five lean large); exporting is the
-    # slow part, so the pairs are drawn among them: 10 random distinct pairs at least 30% apart in FLOPs
-    pool = [draw(lean) for lean in (0.1,) * 5 + (0.9,) * 5]
-    flops = [backbone_cost(backbone, arch)["flops"] for arch in pool]
-    apart = [(i, j) for i in range(10) for j in range(10) if flops[i] >= 1.3 * flops[j]]
-    assert len(apart) >= 10
-    pairs = rng.sample(apart, 10)
+    pool = [draw(lean) for lean in (0.15, 0.85) * 12]
+    flops = np.array([backbone_cost(backbone, arch)["flops"] for arch in pool])
     meter = LatencyMeter(threads=1, warmup=5, runs=60, batch_size=2, device="cpu")
-    latencies = meter.measure(cfg, model, pool)
+    latency = np.array(meter.measure(cfg, model, pool))
+    return flops, latency, np.array([subnet_code(arch) for arch in pool])
+
+
+def test_a_bigger_subnetwork_is_slower_in_at_least_9_of_10_random_pairs_30_percent_apart_in_flops(timed_pool):
+    flops, latencies, _ = timed_pool
+    apart = [(i, j) for i in range(len(flops)) for j in range(len(flops)) if flops[i] >= 1.3 * flops[j]]
+    assert len(apart) >= 10
+    pairs = random.Random(1).sample(apart, 10)
     ordered = sum(latencies[big] > latencies[small] for big, small in pairs)
     ratios = [(round(flops[big] / flops[small], 2), round(latencies[big] / latencies[small], 2)) for big, small in pairs]
     assert ordered >= 9, f"(FLOPs ratio, latency ratio) of the pairs: {ratios}"
+
+
+@pytest.mark.parametrize("predictor", ["baseline-fast", "ridge"])
+def test_the_latency_predictor_ranks_held_out_codes(timed_pool, predictor):
+    """Fitted on 12 measured codes, the predicted latency orders the 12 others (Kendall tau), and its milliseconds
+    stay on the measured scale."""
+    _, latency, codes = timed_pool
+    rows = np.random.RandomState(0).permutation(len(codes))
+    fit, held = rows[:12], rows[12:]
+    model = LatencyPredictor(predictor).fit(codes[fit], latency[fit])
+    tau = kendall_tau(latency[held], model.predict(codes[held]))
+    assert tau >= 0.5, tau
+    milliseconds = model.predict_ms(codes[held])
+    assert latency[fit].min() <= milliseconds.min() and milliseconds.max() <= latency[fit].max()
+    assert kendall_tau(milliseconds, model.predict(codes[held])) > 0.99
