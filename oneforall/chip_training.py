@@ -32,8 +32,9 @@ SEED_STRIDE = 1_000_003
 
 
 def uses_supernet(cfg):
-    """True when the config's backbone is a chip supernet (its training and evaluation need this module)."""
-    return cfg.get_path("Model.backbone.name") in SUPERNET_BACKBONES
+    """True when the config's backbone is a chip supernet (its training and evaluation need this module); the name
+    may be dotted (`oneforall.elastic.ElasticVisionTransformer`)."""
+    return str(cfg.get_path("Model.backbone.name")).rpartition(".")[2] in SUPERNET_BACKBONES
 
 
 def supernet_of(trainer_or_model):
