@@ -89,6 +89,7 @@ def train_or_evaluate(args, cfg):
 
     from .. import data  # noqa: F401  (registers the data sets)
     import oneforall.moe_training  # noqa: F401  (the task-MoE backbone, TaskMoEStep, heads, data and losses)
+    from oneforall.chip_training import named_subnet_evaluation, uses_supernet  # registers the supernet steps
     from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint
     from ..engine.distributed import init_distributed
     from ..modeling import build_model
