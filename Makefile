@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo nas-demo bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 DEMO_THREADS ?= 1
 demo: $(STAMP)
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/demo.py
+
+# the NAS loop: tiny chip supernet -> 120 measured sub-networks -> predictors (held-out tau) -> search (docs/nas.md)
+nas-demo: $(STAMP)
+	$(PY) tools/nas_demo.py
 
 # quick sizes (a few minutes in all); each script's --full / default sizes are in bench/RESULTS.md
 bench: $(STAMP)

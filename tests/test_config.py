@@ -242,6 +242,7 @@ def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
     if "Eval" in cfg:
         check_evaluation_config(cfg)
     if "Train" in cfg:
+        import oneforall.chip_training  # noqa: F401  (the chip supernet's step classes, as tools/train.py imports)
         from allinone.engine.build import check_training_config
 
         check_training_config(cfg)

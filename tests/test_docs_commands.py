@@ -152,6 +152,26 @@ COMMANDS = {
         why="the baseline (the README runs ours), the one-hot encoding; the benchmark's files"),
     "python -m oneforall.gpnas score --pred CCF_UFO_submit_A.json --truth CCF_UFO_test_truth.json": tiny(
         (" CCF_UFO", " output/gpnas/CCF_UFO"), why="the benchmark's files"),
+    # --- README.md: NAS (and docs/nas.md)
+    "sh scripts/train.sh configs/oneforall/vitbase_chip_supernet.yaml": tiny(
+        ("configs/oneforall/vitbase_chip_supernet.yaml", "configs/oneforall/tiny_chip_supernet.yaml "
+         "-o Train.max_iter=2 -o Train.log_period=1 -o Global.output_dir=output/chip"), ("sh scripts/", "NPROC=1 sh scripts/"),
+        why="the tiny chip supernet (same search space), 2 iterations on one CPU process"),
+    "python -m oneforall.evaluate_subnets --model_path SUPERNET --sample 500 --seed 0 --output nas/": tiny(
+        ("--model_path SUPERNET", "--config configs/oneforall/tiny_chip_supernet.yaml "
+         "--model_path output/chip/model_final.pdparams"), ("--sample 500", "--sample 5"),
+        ("--output nas/", "--output nas/ --latency_runs 2 --quiet"),
+        why="the tiny supernet trained by the command before; 5 sub-networks, 2 timed runs each"),
+    "python -m oneforall.gpnas search --measurements nas/measurements.json --budget-ms 4.0 --plot nas/pareto.png": tiny(
+        ("--budget-ms 4.0", "--budget-ms 4.0 --predictor ridge --candidates 500"),
+        why="5 measured codes: 'ours' needs 20 (tests/nas/test_search.py runs the search on 24)"),
+    "make nas-demo": help_only(
+        "make -n nas-demo && python tools/nas_demo.py --help",
+        "a quarter hour of CPU; tests/nas cover each step", expect="nas_demo.py"),
+    "FASTREID_DATASETS=demo_output/datasets python tools/train.py -c configs/oneforall/tiny_chip_supernet.yaml": tiny(
+        ("demo_output/datasets", "output/mini"),
+        ("tiny_chip_supernet.yaml", "tiny_chip_supernet.yaml -o Train.max_iter=2 -o Global.output_dir=output/chip2"),
+        why="2 of the 400 iterations on the miniature tree"),
     # --- README.md: Configuration
     "python tools/train.py -c configs/allinone/tiny_demo.yaml -o Global.seed=1 -o Train.max_iter=100": tiny(
         ("-o Train.max_iter=100", "-o Train.max_iter=10 -o Global.output_dir=output/seed1"),

@@ -89,6 +89,7 @@ def train_or_evaluate(args, cfg):
 
     from .. import data  # noqa: F401  (registers the data sets)
     import oneforall.moe_training  # noqa: F401  (the task-MoE backbone, TaskMoEStep, heads, data and losses)
+    from oneforall.chip_training import named_subnet_evaluation, uses_supernet  # registers the supernet steps
     from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint
     from ..engine.distributed import init_distributed
     from ..modeling import build_model
@@ -117,10 +118,13 @@ def train_or_evaluate(args, cfg):
         model = build_model(cfg)
         logger.info("%s", load_checkpoint(model, weights))
         model.eval()
-        return make_evaluate_fn(cfg, evaluate_names)(model)
+        evaluate = make_evaluate_fn(cfg, evaluate_names)
+        return (named_subnet_evaluation(evaluate) if uses_supernet(cfg) else evaluate)(model)
     # evaluation_script.py's EvaluationSuite, built once now (a bad table or a missing test set fails before
     # training), called by the evaluation hook on rank 0
     evaluate_fn = make_evaluate_fn(cfg, evaluate_names) if cfg.Train.eval_period else None
+    if evaluate_fn is not None and uses_supernet(cfg):  # the largest and the smallest sub-network, each named
+        evaluate_fn = named_subnet_evaluation(evaluate_fn)
     trainer = build_trainer(cfg, resume, evaluate_fn)
     if rank == 0:
         cfg.dump(os.path.join(output_dir, "config.yaml"))

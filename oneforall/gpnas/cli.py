@@ -12,6 +12,7 @@ from .data import TASKS, RankingSet, read_ranking_json, scores_to_ranks, write_r
 from .encodings import ENCODINGS
 from .evaluation import cross_validated_kendall_tau, fit_predictor, score_submission
 from .predictors import PREDICTORS
+from .search import add_search_command, run_search
 
 
 def at_least(minimum):
@@ -48,6 +49,7 @@ def build_parser():
     score.add_argument("--pred", required=True, help="submission JSON")
     score.add_argument("--truth", required=True, help="the test JSON with the true ranks")
     score.set_defaults(threads=None)
+    add_search_command(commands)  # search: architectures under a latency budget from measured sub-networks
     return parser
 
 
@@ -92,7 +94,7 @@ def run_score(args):
     print_taus(f"Kendall tau of {args.pred} against {args.truth}", taus)
 
 
-COMMANDS = {"cv": run_cv, "fit-predict": run_fit_predict, "score": run_score}
+COMMANDS = {"cv": run_cv, "fit-predict": run_fit_predict, "score": run_score, "search": run_search}
 
 
 def main(argv=None):

@@ -50,7 +50,7 @@ def fold_kendall_taus(predictions, truth):
 def multitask_weights(normal_targets):
     """[T, T] weights of the other tasks for each task: their positive rank correlation, rows summing to 1 (a
     row of zeros when no other task correlates positively)."""
-    correlation = np.corrcoef(normal_targets.T)
+    correlation = np.atleast_2d(np.corrcoef(normal_targets.T))  # [1, 1] for a single target (latency)
     np.fill_diagonal(correlation, 0.0)
     weights = np.clip(np.nan_to_num(correlation), 0.0, None)
     totals = weights.sum(1, keepdims=True)
