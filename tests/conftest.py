@@ -26,3 +26,19 @@ def mini_root(tmp_path_factory):
     from mini_datasets import make_mini_datasets
 
     return make_mini_datasets(str(tmp_path_factory.mktemp("mini_datasets")))
+
+
+@pytest.fixture
+def train_loader():
+    """build_train_loader(...) whose loaders are closed after the test (their worker processes stopped)."""
+    from allinone.data import build_train_loader
+
+    opened = []
+
+    def build(*args, **kwargs):
+        opened.append(build_train_loader(*args, **kwargs))
+        return opened[-1]
+
+    yield build
+    for loader in opened:
+        loader.close()

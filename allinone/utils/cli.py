@@ -22,24 +22,21 @@ class UserError(ValueError):
     """A mistake in what the user asked for that no config file holds (e.g. an output path that cannot be written)."""
 
 
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    return _bounded_int(text, 1)
+def at_least(minimum):
+    """argparse type: an integer >= `minimum` (the message names the bound and the value given)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    return _bounded_int(text, 0)
-
-
-def _bounded_int(text, minimum):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got '{text}'") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-    return value
+positive_int = at_least(1)  # argparse type: an integer >= 1
+non_negative_int = at_least(0)  # argparse type: an integer >= 0
 
 
 def user_errors():

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from allinone.utils.cli import USER_ERROR, quiet_third_party, writable_file
+from allinone.utils.cli import USER_ERROR, at_least, quiet_third_party, writable_file
 from allinone.utils.env import configure_threads
 
 from .data import TASKS, RankingSet, read_ranking_json, scores_to_ranks, write_ranking_json
@@ -13,18 +13,6 @@ from .encodings import ENCODINGS
 from .evaluation import cross_validated_kendall_tau, fit_predictor, score_submission
 from .predictors import PREDICTORS
 from .search import add_search_command, run_search
-
-
-def at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-    return parse
 
 
 def build_parser():

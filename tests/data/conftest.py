@@ -14,19 +14,3 @@ def copy_of(mini_root, tmp_path):
         return str(tmp_path)
 
     return copy
-
-
-@pytest.fixture
-def train_loader():
-    """build_train_loader(...) whose loaders are closed after the test (their worker processes stopped)."""
-    from allinone.data import build_train_loader
-
-    opened = []
-
-    def build(*args, **kwargs):
-        opened.append(build_train_loader(*args, **kwargs))
-        return opened[-1]
-
-    yield build
-    for loader in opened:
-        loader.close()

@@ -10,19 +10,3 @@ def oneforall_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("oneforall_mini"))
     make_mini_datasets(root)
     return make_oneforall_datasets(root)
-
-
-@pytest.fixture
-def train_loader():
-    """build_train_loader(...) whose loaders are closed after the test (their worker processes stopped)."""
-    from allinone.data import build_train_loader
-
-    opened = []
-
-    def build(*args, **kwargs):
-        opened.append(build_train_loader(*args, **kwargs))
-        return opened[-1]
-
-    yield build
-    for loader in opened:
-        loader.close()
