@@ -41,7 +41,7 @@ def make_evaluate_fn(cfg, requested=None):
     --vis pictures of its last run, for VisualDL."""
     from ..evaluation.suite import EvaluationSuite
 
-    suite = EvaluationSuite(cfg, requested)
+    suite = EvaluationSuite(cfg, requested, requested_from="Train.eval_datasets")
     suite.pictures = lambda: evaluation_pictures(suite.entries, suite.prepared, suite.results)
     return suite
 

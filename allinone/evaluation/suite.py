@@ -61,24 +61,25 @@ def check_evaluation_config(cfg):
         raise ConfigError(f"{cfg.source}: the evaluation table names {repeated} more than once")
 
 
-def select_test_sets(eval_cfg, requested):
-    """The Eval table entries named in `requested` ('A,B' or None = every entry of Eval.datasets), in that order."""
+def select_test_sets(eval_cfg, requested, option="--test_datasets"):
+    """The Eval table entries named in `requested` ('A,B' or None = every entry of Eval.datasets), in that order.
+    `option` is where the names came from (the command-line flag or a config key), for the error messages."""
     default = list(eval_cfg.datasets)
     known = OrderedDict((entry.name, entry) for entry in default + list(eval_cfg.get("optional_datasets") or []))
     if requested is None:
         return default
     names = [name.strip() for name in requested.split(",")]
     if not any(names):
-        raise ConfigError(f"--test_datasets is empty; give one or more of {list(known)} (comma-separated), or leave "
+        raise ConfigError(f"{option} is empty; give one or more of {list(known)} (comma-separated), or leave "
                           f"it out to run all of Eval.datasets")
     if not all(names):
-        raise ConfigError(f"--test_datasets '{requested}': an empty name between commas")
+        raise ConfigError(f"{option} '{requested}': an empty name between commas")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ConfigError(f"--test_datasets '{requested}' names {repeated} more than once")
+        raise ConfigError(f"{option} '{requested}' names {repeated} more than once")
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ConfigError(f"--test_datasets: unknown name(s) {unknown}; the config's evaluation table "
+        raise ConfigError(f"{option}: unknown name(s) {unknown}; the config's evaluation table "
                           f"({eval_cfg.source}) has {list(known)}")
     return [known[name] for name in names]
 
@@ -205,17 +206,18 @@ class EvaluationSuite:
     `requested`: 'A,B' names from Eval.datasets / Eval.optional_datasets (None = all of Eval.datasets);
     `batch_size` / `num_workers` default to the Eval section's; `root` to $FASTREID_DATASETS. `distributed`: every
     rank calls the suite and reads a share of each test set (default: the calling process reads everything).
-    `engine`: how images become outputs (`embedders.ENGINES`: dygraph, the default here; inference = Paddle
+    `requested_from`: the flag or config key the names came from, for error messages. `engine`: how images
+    become outputs (`embedders.ENGINES`: dygraph, the default here; inference = Paddle
     Inference from the model exported once per call; auto), `tensorrt`: with Paddle Inference on a GPU.
     """
 
     def __init__(self, cfg, requested=None, batch_size=None, num_workers=None, root=None, print_table=True,
-                 distributed=False, engine="dygraph", tensorrt=False):
+                 distributed=False, engine="dygraph", tensorrt=False, requested_from="--test_datasets"):
         from ..data.datasets import dataset_root
         from .embedders import ENGINES
 
         check_evaluation_config(cfg)
-        self.entries = select_test_sets(cfg.Eval, requested)
+        self.entries = select_test_sets(cfg.Eval, requested, requested_from)
         self.batch_size = cfg.Eval.batch_size if batch_size is None else batch_size
         self.num_workers = cfg.Eval.num_workers if num_workers is None else num_workers
         self.root = dataset_root(root)

@@ -73,3 +73,10 @@ def test_evaluation_with_two_threads_prints_no_thread_banner(mini_root, spec_dir
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OMP_NUM_THREADS" not in result.stdout + result.stderr, result.stderr[-3000:]
+
+
+def test_an_unknown_eval_dataset_names_the_config_key(tiny_config, mini_root, tmp_path):
+    result = run_train(tiny_config, tmp_path / "run", mini_root, "-o", "Train.max_iter=1", "-o", "Train.eval_period=1",
+                       "-o", "Train.eval_datasets=NoSuchSet")
+    assert_one_error_line(result, "Train.eval_datasets", "NoSuchSet")
+    assert "--test_datasets" not in result.stderr
