@@ -5,7 +5,7 @@
     sh scripts/train.sh configs/traffic/tiny_cpu.yaml [args]      # tools/train.py hands a traffic config here;
                                                                   # NPROC=2 CPU processes or GPUS=... data parallel
 
-The recipe's step (`PerTaskStep`): one batch of every task, a separate forward and backward per task (gradients
+The recipe's step (`PerTaskStep`, in steps.py): one batch of every task, a separate forward and backward per task (gradients
 accumulate), one gradient all-reduce over the ranks, global-norm clipping and one AdamW update. Outputs (checkpoints,
 log, config.yaml) go to Global.output_dir. Config sections: docs/traffic.md ("Training").
 """
@@ -14,11 +14,7 @@ import logging
 import os
 import sys
 
-import paddle
-import paddle.distributed as dist
-
 from allinone.config import ConfigError, load_config
-from allinone.engine.steps import SimpleStep, count_images
 from allinone.registry import STEPS
 
 logger = logging.getLogger("oneforall.traffic")
@@ -29,43 +25,6 @@ TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", 
 DATA_KEYS = ("root", "num_workers", "train", "eval")
 GLOBAL_KEYS = ("seed", "num_threads", "output_dir")
 EVAL_KEYS = ("batch_size", "transform", "num_classes")
-
-
-@STEPS.register()
-class PerTaskStep(SimpleStep):
-    """One batch of every task; per task a forward and a backward (gradients accumulate, so memory holds one task's
-    graph at a time), then the gradients are averaged over ranks once and the optimizer steps once."""
-
-    def run_step(self, trainer):
-        batch = trainer.next_batch()
-        averaged = {}
-        for task, task_batch in batch.items():
-            losses = trainer.forward_losses({task: task_batch})
-            averaged.update(trainer.check_losses(losses))
-            trainer.backward(losses)
-        average_gradients(trainer.module, trainer.world_size)
-        trainer.update()
-        trainer.record_losses(averaged, count_images(batch))
-
-
-def average_gradients(model, world_size):
-    """All-reduce every gradient and divide by the number of ranks (every rank has the same set of gradients: the
-    losses keep every used parameter in the graph, see DINOLoss)."""
-    if world_size <= 1:
-        return
-    with paddle.no_grad():
-        for param in model.parameters():
-            if param.grad is not None:
-                dist.all_reduce(param.grad)
-                param.grad.scale_(1.0 / world_size)
-
-
-def broadcast_parameters(model):
-    """Every rank starts from rank 0's weights (ranks seed their generators differently)."""
-    if dist.get_world_size() > 1:
-        with paddle.no_grad():
-            for tensor in model.state_dict().values():
-                dist.broadcast(tensor, src=0)
 
 
 def no_criterion(outputs, batch):
@@ -102,11 +61,13 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     from allinone.engine.solver import build_lr_scheduler, build_optimizer
     from allinone.engine.trainer import Trainer
     from allinone.modeling.checkpoint import load_checkpoint
+    import paddle
 
     from . import data as _data  # noqa: F401  (registers the train datasets)
     from . import loader as _loader  # noqa: F401  (registers ClassAwareSampler)
     from .model import build_traffic_model
     from .predict import data_root
+    from .steps import broadcast_parameters  # registers PerTaskStep
 
     check_config(cfg)
     train_cfg = cfg.Train
@@ -126,7 +87,7 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
     trainer = Trainer(model, no_criterion, optimizer, scheduler, data, int(train_cfg.max_iter), step=step)
-    rank = dist.get_rank()
+    rank = paddle.distributed.get_rank()
     output_dir = cfg.Global.output_dir
     hooks = [LRScheduler(),
              PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.get("checkpoint_keep") or 1),

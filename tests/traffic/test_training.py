@@ -99,3 +99,14 @@ def test_a_killed_run_resumed_ends_with_the_parameters_of_an_uninterrupted_run(t
     got = model_state(tmp_path / "killed" / "model_final.pdparams")
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+@pytest.mark.parametrize("module", ["oneforall.traffic.train", "allinone.commands.train"])
+def test_the_training_commands_import_paddle_only_after_the_thread_setup(module):
+    """The CPU thread count must be in the environment before paddle loads (it is read then), so importing a
+    training command must not load paddle: `run` sets the threads first."""
+    code = f"import sys, {module}; print('paddle' in sys.modules)"
+    result = subprocess.run([__import__("sys").executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
