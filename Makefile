@@ -33,13 +33,18 @@ demo: $(STAMP)
 nas-demo: $(STAMP)
 	$(PY) tools/nas_demo.py
 
-# quick sizes (a few minutes in all); each script's --full / default sizes are in bench/RESULTS.md
+# every benchmark at its quick size (about 15-20 minutes on 2 cores); the full sizes are in bench/RESULTS.md
 bench: $(STAMP)
 	$(PY) bench/data_loading.py
 	$(PY) bench/forward.py
 	$(PY) bench/train_step.py
 	$(PY) bench/eval_ranking.py --quick
 	$(PY) bench/gpnas.py --quick
+	$(PY) bench/supernet.py --quick
+	$(PY) bench/eval_engine.py
+	$(PY) bench/deploy.py
+	$(PY) bench/nas_eval_cost.py --quick
+	$(PY) bench/traffic_step.py --repeats 2
 
 clean:
 	rm -rf $(VENV) demo_output build *.egg-info
