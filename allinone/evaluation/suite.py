@@ -16,7 +16,7 @@ from ..config import ConfigError
 logger = logging.getLogger("allinone.evaluation")
 
 EVAL_KEYS = ("batch_size", "num_workers", "datasets", "optional_datasets")
-ENTRY_KEYS = ("name", "dataset", "head", "evaluator", "published", "dataset_args", "evaluator_args")
+ENTRY_KEYS = ("name", "dataset", "head", "task", "evaluator", "published", "dataset_args", "evaluator_args")
 ENTRY_REQUIRED = ("name", "dataset", "head", "evaluator")
 EVAL_SECTIONS = ("Global", "Model", "Eval")
 TRAINING_SECTIONS = ("Train", "DataLoader", "Loss", "Optimizer")  # read by tools/train.py, which checks them
@@ -119,6 +119,23 @@ def prepare(entry, root):
     return test_set, evaluator
 
 
+def entry_task(model, entry):
+    """The task whose path (task embeddings and experts of a task-MoE backbone, then its head) an entry's images
+    take: the entry's `task`; else the one task that Model.task_to_head sends to the entry's head; else the head's
+    own name. A task that the model routes to another head than the entry's is a config error."""
+    routes = dict(getattr(model, "task_to_head", None) or {})
+    task = entry.get("task")
+    if task is None:
+        senders = [name for name, head in routes.items() if head == entry.head]
+        task = senders[0] if len(senders) == 1 else entry.head
+    routed = routes.get(task, task)
+    if routed != entry.head:
+        raise ConfigError(f"{entry.source}: Eval entry '{entry.name}': task '{task}' goes to head '{routed}' "
+                          f"(Model.task_to_head), not to the entry's head '{entry.head}'; set the entry's `task` to "
+                          f"a task routed to '{entry.head}'")
+    return task
+
+
 def eval_outputs(model, head, images):
     """The model's eval output for `images` on `head`: through `model.embed` (the one eval path) when the model has
     it, else the backbone followed by the head."""
@@ -144,6 +161,7 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
     if entry.head not in model.heads:
         raise ConfigError(f"{entry.source}: Eval entry '{entry.name}' names head '{entry.head}'; the model has "
                           f"{list(model.heads)}")
+    task = entry_task(model, entry)
     evaluator.bind(test_set, distributed)
     images = evaluator.images(test_set)
     transform = build_test_transform(model.backbone.img_size)
@@ -156,7 +174,7 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
         with paddle.no_grad(), tqdm(total=len(images), unit="img", desc=entry.name,
                                     disable=not show_progress) as progress:
             for batch in loader:
-                evaluator.process(batch, embedder.embed(entry.head, batch["images"]))
+                evaluator.process(batch, embedder.embed(task, batch["images"]))
                 progress.update(int(np.asarray(batch["index"]).size))
     finally:
         if was_training:
@@ -239,9 +257,9 @@ class EvaluationSuite:
         from .embedders import build_embedder
 
         self.check_heads(model)
-        heads = list(OrderedDict.fromkeys(entry.head for entry in self.entries))
+        tasks = list(OrderedDict.fromkeys(entry_task(model, entry) for entry in self.entries))
         # exported and checked before any test image is read: a model Paddle Inference cannot run stops here
-        embedder = build_embedder(self.engine, model, heads, self.batch_size, self.tensorrt)
+        embedder = build_embedder(self.engine, model, tasks, self.batch_size, self.tensorrt)
         try:
             self.results = evaluate_all(model, self.entries, self.prepared, self.batch_size, self.num_workers,
                                         self.distributed, embedder)

@@ -57,3 +57,33 @@ def test_direct_moe_evaluation_equals_per_task_extraction(oneforall_root, tmp_pa
     assert list(extracted) == list(direct)
     for key, value in direct.items():
         np.testing.assert_allclose(extracted[key], value, rtol=0, atol=1e-9, err_msg=key)
+
+
+def test_an_eval_entry_runs_the_task_that_task_to_head_sends_to_its_head(oneforall_root, monkeypatch):
+    """A task named differently from its head (Model.task_to_head) is evaluated through its own task path (its
+    embeddings and experts), found from the entry's head or named by the entry's `task`; a task routed to another
+    head is refused."""
+    import pytest
+
+    import oneforall.moe_training  # noqa: F401  (registrations)
+    from allinone.config import ConfigError, load_config
+    from allinone.evaluation.suite import EvaluationSuite
+    from allinone.modeling import build_model
+
+    monkeypatch.setenv("FASTREID_DATASETS", oneforall_root)
+    cfg = load_config(TINY, ["Model.backbone.tasks=[face, reid, veri, task6, task18]"])
+    cfg.Model.task_to_head = {"reid": "person"}
+    for head, classes in (("face", 8), ("person", 5), ("veri", 5), ("task6", 3), ("task18", 3)):
+        cfg.Model.heads[head].num_classes = classes
+    cfg.Eval.datasets = [entry for entry in cfg.Eval.datasets if entry.name == "Market1501"]
+    paddle.seed(1)
+    model = build_model(cfg)
+    model.eval()
+    found = EvaluationSuite(cfg, print_table=False)(model)
+    cfg.Eval.datasets[0].task = "reid"
+    named = EvaluationSuite(cfg, print_table=False)(model)
+    assert list(found) == [f"person.market1501.{m}" for m in ("Rank-1", "Rank-5", "Rank-10", "mAP", "mINP", "metric")]
+    assert found == named
+    cfg.Eval.datasets[0].task = "face"
+    with pytest.raises(ConfigError, match="task 'face' goes to head 'face'"):
+        EvaluationSuite(cfg, print_table=False)(model)
