@@ -23,34 +23,9 @@ from allinone.utils.cli import quiet_third_party  # noqa: E402
 quiet_third_party()
 
 from allinone.utils.env import configure_threads  # noqa: E402
+from random_models import random_eval_model  # noqa: E402  (bench/random_models.py)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def build(case, size):
-    import numpy as np
-    import paddle
-
-    from allinone.config import load_config
-    from allinone.modeling import build_model
-
-    if case == "tiny":
-        cfg = load_config("allinone/tiny_eval")
-    else:
-        cfg = load_config("allinone/vitlarge_eval", [f"Model.backbone.img_size=[{size},{size}]"])
-        cfg.Model.backbone.preset = "base"
-        for key in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
-            cfg.Model.backbone.pop(key, None)
-        for head in cfg.Model.heads.values():
-            head.pop("in_dim", None)
-    paddle.seed(0)
-    model = build_model(cfg)
-    rng = np.random.RandomState(0)
-    for name, tensor in model.state_dict().items():
-        if name.endswith(("_mean", "_variance")):
-            tensor.set_value(rng.uniform(0.5, 1.5, tensor.shape).astype("float32"))
-    model.eval()
-    return model
 
 
 def best_rates(runners, batch, timed, repeats):
@@ -74,7 +49,7 @@ def bench(case, size, batch, timed, repeats, threads):
 
     from allinone.engine.export import export_onnx, export_task, onnx_session
 
-    model = build(case, size)
+    model = random_eval_model(None if case == "tiny" else "base", size)
     height, width = model.backbone.img_size
     images = np.random.RandomState(1).uniform(-1, 1, [batch, 3, height, width]).astype("float32")
     with tempfile.TemporaryDirectory() as folder:

@@ -19,38 +19,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from random_models import random_eval_model  # noqa: E402  (bench/random_models.py)
+
 # name -> (backbone preset or None for the tiny parity ViT, image size, batch, timed batches)
 CASES = {"tiny parity ViT, 32x32": (None, 32, 64, 20), "ViT-B/16, 224x224": ("base", 224, 4, 2)}
 LARGE_CASES = {"ViT-L/16, 384x384": ("large", 384, 2, 1)}
 # variant -> (engine, MKL_DEBUG_CPU_TYPE: "" keeps MKL's own choice, the generic path on AMD)
 VARIANTS = {"dygraph, MKL default": ("dygraph", ""), "dygraph, MKL_DEBUG_CPU_TYPE=5": ("dygraph", "5"),
             "Paddle Inference (oneDNN)": ("inference", "5")}
-
-
-def build(preset, size):
-    import numpy as np
-    import paddle
-
-    from allinone.config import load_config
-    from allinone.modeling import build_model
-
-    if preset is None:
-        cfg = load_config("allinone/tiny_eval")
-    else:
-        cfg = load_config("allinone/vitlarge_eval", [f"Model.backbone.img_size=[{size},{size}]"])
-        cfg.Model.backbone.preset = preset
-        for key in ("embed_dim", "depth", "num_heads", "mlp_ratio"):
-            cfg.Model.backbone.pop(key, None)
-        for head in cfg.Model.heads.values():
-            head.pop("in_dim", None)
-    paddle.seed(0)
-    model = build_model(cfg)
-    rng = np.random.RandomState(0)
-    for name, tensor in model.state_dict().items():
-        if name.endswith(("_mean", "_variance")):
-            tensor.set_value(rng.uniform(0.5, 1.5, tensor.shape).astype("float32"))
-    model.eval()
-    return model
 
 
 def worker(case, engine, threads):
@@ -65,7 +41,7 @@ def worker(case, engine, threads):
 
     paddle.set_device("cpu")
     preset, size, batch, timed = {**CASES, **LARGE_CASES}[case]
-    model = build(preset, size)
+    model = random_eval_model(preset, size)
     images = paddle.to_tensor(np.random.RandomState(1).uniform(-1, 1, [batch, 3, size, size]).astype("float32"))
     start = time.perf_counter()
     embedder = build_embedder(engine, model, ["task3"], batch_size=batch)
