@@ -111,31 +111,48 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     loss_fn = MultiTaskLoss(cfg.Loss, data.tasks)
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
-    try:
-        step = STEPS.build(dict(train_cfg.get("step") or {"name": "SimpleStep"}))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+    step = build_step(cfg, "SimpleStep")
     # a step with `data_parallel = False` averages the gradients over ranks itself (oneforall's TaskMoEStep)
     wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous") \
         if getattr(step, "data_parallel", True) else model
     trainer = Trainer(wrapped, loss_fn, optimizer, scheduler, data, int(train_cfg.max_iter), step=step,
                       amp_dtype=train_cfg.amp.dtype if train_cfg.amp.enabled else None)
+    trainer.register_hooks(training_hooks(cfg, evaluate_fn))
+    if resume_path:
+        resume_trainer(trainer, resume_path)
+    return trainer
+
+
+def build_step(cfg, default):
+    """The `Train.step` of `cfg` (registry STEPS; `default` names the step when the key is absent)."""
+    try:
+        return STEPS.build(dict(cfg.Train.get("step") or {"name": default}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+
+
+def training_hooks(cfg, evaluate_fn=None):
+    """The hooks of every training command, in their order: LR schedule, checkpoints (Train.checkpoint_period /
+    checkpoint_keep into Global.output_dir), evaluation (every Train.eval_period when `evaluate_fn` is given), log
+    lines and, on rank 0, VisualDL scalars under `<output_dir>/vdl` (every Train.log_period)."""
+    train_cfg, output_dir = cfg.Train, cfg.Global.output_dir
     rank = paddle.distributed.get_rank()
     hooks = [LRScheduler(),  # first: checkpoints store the scheduler as the next iteration needs it
-             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.checkpoint_keep), clean=rank == 0),
-                                  int(train_cfg.checkpoint_period))]
-    if evaluate_fn is not None and train_cfg.eval_period:
+             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.get("checkpoint_keep") or 1),
+                                               clean=rank == 0), int(train_cfg.checkpoint_period))]
+    if evaluate_fn is not None and train_cfg.get("eval_period"):
         hooks.append(EvalHook(int(train_cfg.eval_period), evaluate_fn))
     # writers last: they read what the step and the hooks before them put into the storage
     hooks.append(MetricsLogger(int(train_cfg.log_period)))
     if rank == 0:
         hooks.append(VisualDLWriter(os.path.join(output_dir, "vdl"), int(train_cfg.log_period)))
-    trainer.register_hooks(hooks)
-    if resume_path:
-        state = load_training_state(resume_path)
-        trainer.load_state_dict(state, source=resume_path)
-        logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
-    return trainer
+    return hooks
+
+
+def resume_trainer(trainer, resume_path):
+    """Continue `trainer` from the training checkpoint at `resume_path`."""
+    trainer.load_state_dict(load_training_state(resume_path), source=resume_path)
+    logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
 
 
 def find_resume_checkpoint(output_dir, path=None):

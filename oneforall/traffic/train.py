@@ -15,7 +15,6 @@ import os
 import sys
 
 from allinone.config import ConfigError, load_config
-from allinone.registry import STEPS
 
 logger = logging.getLogger("oneforall.traffic")
 
@@ -56,12 +55,10 @@ def check_config(cfg):
 def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     """A allinone Trainer over the traffic model, data and recipe of `cfg`, resumed from `resume_path` if given."""
     from allinone.data.build import build_train_loader
-    from allinone.engine.build import Checkpointer, load_training_state
-    from allinone.engine.hooks import EvalHook, LRScheduler, MetricsLogger, PeriodicCheckpointer
+    from allinone.engine.build import build_step, resume_trainer, training_hooks
     from allinone.engine.solver import build_lr_scheduler, build_optimizer
     from allinone.engine.trainer import Trainer
     from allinone.modeling.checkpoint import load_checkpoint
-    import paddle
 
     from . import data as _data  # noqa: F401  (registers the train datasets)
     from . import loader as _loader  # noqa: F401  (registers ClassAwareSampler)
@@ -82,23 +79,11 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     broadcast_parameters(model)
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
-    try:
-        step = STEPS.build(dict(train_cfg.get("step") or {"name": "PerTaskStep"}))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+    step = build_step(cfg, "PerTaskStep")
     trainer = Trainer(model, no_criterion, optimizer, scheduler, data, int(train_cfg.max_iter), step=step)
-    rank = paddle.distributed.get_rank()
-    output_dir = cfg.Global.output_dir
-    hooks = [LRScheduler(),
-             PeriodicCheckpointer(Checkpointer(output_dir, int(train_cfg.get("checkpoint_keep") or 1),
-                                               clean=rank == 0), int(train_cfg.checkpoint_period))]
-    if evaluate_fn is not None and train_cfg.get("eval_period"):
-        hooks.append(EvalHook(int(train_cfg.eval_period), evaluate_fn))
-    hooks.append(MetricsLogger(int(train_cfg.log_period)))
-    trainer.register_hooks(hooks)
+    trainer.register_hooks(training_hooks(cfg, evaluate_fn))
     if resume_path:
-        trainer.load_state_dict(load_training_state(resume_path), source=resume_path)
-        logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
+        resume_trainer(trainer, resume_path)
     return trainer
 
 

@@ -66,6 +66,11 @@ def test_two_cpu_processes_reach_the_parameters_of_one_process(traffic_root, tmp
     assert moved
     for key in one:
         np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    from visualdl import LogReader  # the training hooks are AllInOne's, VisualDL writer included
+
+    vdl = tmp_path / "one" / "vdl"
+    tags = LogReader(file_path=str(vdl / os.listdir(vdl)[0])).get_tags()["scalar"]
+    assert {"train/total_loss", "train/lr", "train/fgvc_loss_ce_cls", "train/trafficsign_loss_giou"} <= set(tags), tags
 
 
 def wait_for(path, process, timeout=120):
