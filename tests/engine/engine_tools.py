@@ -35,3 +35,31 @@ def run_train(config, output_dir, mini_root, *args, timeout=300):
 def model_state(path):
     """{key: numpy array} of the model part of a training checkpoint."""
     return {key: np.asarray(value) for key, value in paddle.load(str(path), return_numpy=True)["model"].items()}
+
+
+def random_batch(tasks, seed=0, rows=8, size=32):
+    """{task: {"images": [rows, 3, size, size] in [-1, 1], "targets": pairs of ids 0, 0, 1, 1, ...}} from `seed`."""
+    rng = np.random.RandomState(seed)
+    return {task: {"images": paddle.to_tensor(rng.uniform(-1, 1, [rows, 3, size, size]).astype("float32")),
+                   "targets": paddle.to_tensor(np.repeat(np.arange(rows // 2), 2))} for task in tasks}
+
+
+class BatchList:
+    """A loader over fixed batches, in a cycle, with the state_dict a checkpoint stores."""
+
+    def __init__(self, batches):
+        self.batches, self.position = batches, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = self.batches[self.position % len(self.batches)]
+        self.position += 1
+        return batch
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def set_state_dict(self, state):
+        self.position = state["position"]

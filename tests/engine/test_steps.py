@@ -14,6 +14,7 @@ from allinone.engine.solver import build_lr_scheduler, build_optimizer
 from allinone.engine.steps import SandwichStep, SimpleStep
 from allinone.engine.trainer import NonFiniteLossError, Trainer
 from allinone.modeling import build_model
+from engine_tools import BatchList, random_batch
 
 TASKS = ("task1", "task2")
 
@@ -27,30 +28,7 @@ def tiny_cfg(tiny_config, bnneck=True):
 
 
 def make_batch(seed=0, rows=8):
-    rng = np.random.RandomState(seed)
-    return {task: {"images": paddle.to_tensor(rng.uniform(-1, 1, [rows, 3, 32, 32]).astype("float32")),
-                   "targets": paddle.to_tensor(np.repeat(np.arange(rows // 2), 2))} for task in TASKS}
-
-
-class BatchList:
-    """A loader over fixed batches, in a cycle, with the state_dict a checkpoint stores."""
-
-    def __init__(self, batches):
-        self.batches, self.position = batches, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = self.batches[self.position % len(self.batches)]
-        self.position += 1
-        return batch
-
-    def state_dict(self):
-        return {"position": self.position}
-
-    def set_state_dict(self, state):
-        self.position = state["position"]
+    return random_batch(TASKS, seed, rows)
 
 
 def make_trainer(cfg, model=None, batches=None, losses=None, max_iter=10, **kwargs):

@@ -11,7 +11,7 @@ from allinone.engine.losses import MultiTaskLoss
 from allinone.engine.solver import build_lr_scheduler, build_optimizer
 from allinone.engine.trainer import Trainer
 from allinone.modeling import build_model
-from engine_tools import run_train
+from engine_tools import BatchList, random_batch, run_train
 from oneforall.subnet_codes import subnet_code
 from oneforall.chip_training import InplaceDistillation, SubnetSandwichStep, SubnetStep, named_subnet_evaluation
 
@@ -27,27 +27,7 @@ def chip_cfg(nas_config):
 
 
 def make_batch(seed=0, rows=8):
-    rng = np.random.RandomState(seed)
-    return {task: {"images": paddle.to_tensor(rng.uniform(-1, 1, [rows, 3, 32, 32]).astype("float32")),
-                   "targets": paddle.to_tensor(np.repeat(np.arange(rows // 2), 2))} for task in TASKS}
-
-
-class Batches:
-    def __init__(self, count=3):
-        self.batches, self.position = [make_batch(seed) for seed in range(count)], 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        self.position += 1
-        return self.batches[(self.position - 1) % len(self.batches)]
-
-    def state_dict(self):
-        return {"position": self.position}
-
-    def set_state_dict(self, state):
-        self.position = state["position"]
+    return random_batch(TASKS, seed, rows)
 
 
 class GradientKeepingTrainer(Trainer):
@@ -65,7 +45,7 @@ def make_trainer(cfg, step, trainer_class=Trainer, losses=None, max_iter=10):
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, max_iter)
     criterion = MultiTaskLoss({task: losses or cfg.Loss[task] for task in TASKS}, list(TASKS))
     trainer = trainer_class(model, criterion, build_optimizer(cfg.Optimizer, model, scheduler), scheduler,
-                            Batches(), max_iter, step=step)
+                            BatchList([make_batch(seed) for seed in range(3)]), max_iter, step=step)
     model.train()
     return trainer
 
