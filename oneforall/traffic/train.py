@@ -59,6 +59,7 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     from allinone.engine.solver import build_lr_scheduler, build_optimizer
     from allinone.engine.trainer import Trainer
     from allinone.modeling.checkpoint import load_checkpoint
+    from allinone.modeling.sync_batch_norm import synchronise_batch_norm
 
     from . import data as _data  # noqa: F401  (registers the train datasets)
     from . import loader as _loader  # noqa: F401  (registers ClassAwareSampler)
@@ -73,7 +74,7 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
                                   num_workers=int(cfg.Data.get("num_workers") or 0), root=data_root(cfg, root))
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"Data.train in {cfg.source}: {err}") from None
-    model = build_traffic_model(cfg.Model)
+    model = synchronise_batch_norm(build_traffic_model(cfg.Model))  # SyncBatchNorm as the baseline (> 1 rank)
     if train_cfg.get("init_checkpoint") and resume_path is None:
         logger.info("%s", load_checkpoint(model, train_cfg.init_checkpoint, strict=False))
     broadcast_parameters(model)

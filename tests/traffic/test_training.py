@@ -73,6 +73,31 @@ def test_two_cpu_processes_reach_the_parameters_of_one_process(traffic_root, tmp
     assert {"train/total_loss", "train/lr", "train/fgvc_loss_ce_cls", "train/trafficsign_loss_giou"} <= set(tags), tags
 
 
+def test_two_processes_train_segmentation_with_batch_norm_over_both_ranks(traffic_root, tmp_path):
+    """All three tasks on 2 CPU processes: the segmentation BatchNorm layers are the cross-rank ones (their
+    all-reduces run in every step), and the checkpoint keeps the plain model's keys."""
+    def edit(data):
+        small(data)
+        data["Train"].update(max_iter=2, checkpoint_period=0)
+
+    config = write_config(tmp_path / "sync.yaml", edit)
+    env = dict(tool_env(traffic_root), NPROC="2", LOG_DIR=str(tmp_path / "launch_log"))
+    double = subprocess.run(["sh", os.path.join(ROOT, "scripts", "train.sh"), config,
+                             "-o", f"Global.output_dir={tmp_path / 'two'}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, (double.stdout + double.stderr)[-3000:]
+    log = (tmp_path / "two" / "log_rank0.txt").read_text()
+    assert "BatchNorm layers: 5 with statistics over 2 ranks" in log, log[-2000:]  # 4 main + 1 shared aux
+    state = model_state(tmp_path / "two" / "model_final.pdparams")
+    from oneforall.traffic.model import build_traffic_model
+    from allinone.config import load_config
+
+    plain = build_traffic_model(load_config(config).Model)
+    assert sorted(state) == sorted(plain.state_dict())
+    moved = [key for key in state if key.startswith("heads.segmentation.") and key.endswith("_batch_norm._mean")]
+    assert moved and all(np.abs(state[key]).sum() > 0 for key in moved)  # running means left their zero start
+
+
 def wait_for(path, process, timeout=120):
     deadline = time.time() + timeout
     while not os.path.exists(path):
