@@ -1,11 +1,13 @@
 """GP-NAS predictors on every benchmark family: test Kendall tau of every predictor (fitted on 500 ranked
-architectures, scored on 3,000 unseen ones, the shape of the unseen-benchmark check), the best tau any predictor
-could reach (the noise-free score), then fit + predict time of all 8 tasks at 500 x 99,500 and the vectorised slow
-mode against PaddleSlim's own loops (measured on a slice in the same run, extrapolated linearly).
+architectures, scored on 3,000 unseen ones, the shape of the unseen-benchmark check), the oracle (the noise-free
+score: the best tau any predictor can reach) and the headroom it leaves above the baseline, then fit + predict
+time of all 8 tasks at 500 x 99,500 and the vectorised slow mode against PaddleSlim's own loops (measured on a
+slice in the same run, extrapolated linearly).
 
     python bench/gpnas.py                  # every family, seeds 0 and 1, timing at 99,500: ~10 min on 2 cores
     python bench/gpnas.py --quick          # every family, seed 0, 1,000 test archs, timing at 20,000
     python bench/gpnas.py --families mixed,depth --seeds 0,1,2
+    python bench/gpnas.py --ceiling-gain 0.06 --no-timing   # sensitivity: less noise than the families' own
 Exits 1 if ours falls below baseline-fast's mean tau on any family.
 """
 import argparse
@@ -43,8 +45,9 @@ def load_tool():
 TOOL = load_tool()
 
 
-def generate(out_dir, family, num_train, num_test, seed):
-    TOOL.make_benchmark(out_dir, num_train, num_test, seed, truth=True, family=family)
+def generate(out_dir, family, num_train, num_test, seed, ceiling_gain=TOOL.BEST_PUBLIC_GAIN):
+    ceiling = {task: tau + ceiling_gain for task, tau in TOOL.LEADERBOARD_BASELINE_TAU.items()}
+    TOOL.make_benchmark(out_dir, num_train, num_test, seed, truth=True, family=family, ceiling=ceiling)
     train = read_ranking_json(os.path.join(out_dir, "CCF_UFO_train.json"), ranked=True)
     truth = read_ranking_json(os.path.join(out_dir, "CCF_UFO_test_truth.json"), ranked=True)
     return train, truth
@@ -54,34 +57,49 @@ def mean_tau(truth, scores):
     return float(np.mean([kendall_tau(truth.ranks[:, t], scores[:, t]) for t in range(len(TASKS))]))
 
 
-def family_row(family, seed, num_test):
+def family_row(family, seed, num_test, ceiling_gain):
     """Mean test tau of each predictor and of the noise-free score on one generated benchmark."""
     with tempfile.TemporaryDirectory() as out_dir:
-        train, truth = generate(out_dir, family, 500, num_test, seed)
-    row = {"noise-free": mean_tau(truth, TOOL.noise_free_scores(truth.codes, family, seed))}
+        train, truth = generate(out_dir, family, 500, num_test, seed, ceiling_gain)
+    row = {"oracle": mean_tau(truth, TOOL.noise_free_scores(truth.codes, family, seed))}
     for name in PREDICTOR_NAMES:
         model = build_predictor(name).fit(train.codes, train.ranks)
         row[name] = mean_tau(truth, model.predict(truth.codes))
     return row
 
 
-def print_family_table(families, seeds, num_test):
-    columns = ("noise-free",) + PREDICTOR_NAMES
+def print_family_table(families, seeds, num_test, ceiling_gain):
+    """One row per family: mean over seeds of each predictor's tau and of the oracle's (the noise-free score: the
+    best any predictor can reach); the headroom the oracle leaves above baseline-fast; ours' gain over it (mean
+    and worst seed); the share of the headroom ours closes and the share +0.03 would need (over 100%: no room).
+    Returns the families where ours is below the baseline and those where the +0.03 target fails although the
+    headroom allows it."""
+    columns = ("oracle",) + PREDICTOR_NAMES
     print(f"\nmean Kendall tau over the 8 tasks: fit on 500, scored on {num_test} unseen architectures, "
-          f"mean over seeds {','.join(map(str, seeds))}")
+          f"mean over seeds {','.join(map(str, seeds))}; oracle = the noise-free score (the ceiling), noise "
+          f"calibrated to the leaderboard baseline's tau per task + {ceiling_gain:.4f}")
     print(f"{'family':<14}{'held out':>9}" + "".join(f"{name:>14}" for name in columns)
-          + f"{'ours - fast':>13}{'worst seed':>12}")
-    failures = []
+          + f"{'headroom':>10}{'ours - fast':>13}{'worst seed':>12}{'closed':>8}{'+0.03 needs':>12}{'+0.03':>9}")
+    below, missed = [], []
     for family in families:
-        rows = [family_row(family, seed, num_test) for seed in seeds]
+        rows = [family_row(family, seed, num_test, ceiling_gain) for seed in seeds]
         mean = {name: np.mean([row[name] for row in rows]) for name in columns}
         gains = [row["ours"] - row["baseline-fast"] for row in rows]
+        headroom = mean["oracle"] - mean["baseline-fast"]
+        if np.mean(gains) >= REQUIRED_GAIN:
+            verdict = "met"
+        elif headroom < REQUIRED_GAIN:
+            verdict = "no room"
+        else:
+            verdict = "missed"
+            missed.append(family)
         held_out = "no" if family in DESIGN_FAMILIES else "yes"
         print(f"{family:<14}{held_out:>9}" + "".join(f"{mean[name]:>14.4f}" for name in columns)
-              + f"{np.mean(gains):>+13.4f}{min(gains):>+12.4f}", flush=True)
+              + f"{headroom:>10.4f}{np.mean(gains):>+13.4f}{min(gains):>+12.4f}{np.mean(gains) / headroom:>8.0%}"
+              + f"{REQUIRED_GAIN / headroom:>12.0%}{verdict:>9}", flush=True)
         if mean["ours"] < mean["baseline-fast"]:
-            failures.append(family)
-    return failures
+            below.append(family)
+    return below, missed
 
 
 def time_fit_predict(train, test, name):
@@ -131,6 +149,9 @@ def main(argv=None):
     parser.add_argument("--families", default=",".join(TOOL.FAMILIES), help="comma-separated family names")
     parser.add_argument("--seeds", default=None, help="comma-separated benchmark seeds (default 0,1; quick: 0)")
     parser.add_argument("--no-timing", action="store_true", help="skip the 99,500-architecture timing")
+    parser.add_argument("--ceiling-gain", type=float, default=TOOL.BEST_PUBLIC_GAIN,
+                        help="a sensitivity check: ceilings = the leaderboard baseline's tau per task + this "
+                             "(default: the best public gain, 0.0234; the families' own noise)")
     args = parser.parse_args(argv)
     families = args.families.split(",")
     unknown = [family for family in families if family not in TOOL.FAMILIES]
@@ -138,14 +159,15 @@ def main(argv=None):
         parser.error(f"unknown family {unknown[0]!r}; expected names from {sorted(TOOL.FAMILIES)}")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1")).split(",")]
     assert set(PREDICTOR_NAMES) == set(PREDICTORS)
-    failures = print_family_table(families, seeds, 1000 if args.quick else 3000)
+    failures, missed = print_family_table(families, seeds, 1000 if args.quick else 3000, args.ceiling_gain)
     if not args.no_timing:
         train, test = print_timings(20000 if args.quick else 99500)
         print_slow_mode_speedup(train, test)
     if failures:
         print(f"\nours is below baseline-fast on {', '.join(failures)}")
         return 1
-    print(f"\nours >= baseline-fast on every family (target: +{REQUIRED_GAIN} mean tau; see the column ours - fast)")
+    print(f"\nours >= baseline-fast on every family; +{REQUIRED_GAIN} target missed where the headroom allowed it: "
+          f"{', '.join(missed) or 'none'}")
     return 0
 
 

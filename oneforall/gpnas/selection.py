@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .data import TASKS
 from .encodings import check_absent_layers, encode
-from .models import (KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge, normal_scores, targets_for,
+from .models import (ARDKernelRidge, KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge, normal_scores, targets_for,
                      to_normal_scale)
 
 DEFAULT_FAMILIES = (
@@ -31,6 +31,7 @@ DEFAULT_FAMILIES = (
     KernelRidge("gp-laplacian", "onehot", kernel="laplacian"),
     KernelRidge("gp-rbf", "ordinal_absent", kernel="rbf"),
     KernelRidge("gp-poly2", "ordinal_absent", kernel="poly2"),
+    ARDKernelRidge("gp-ard", "ordinal_absent"),
     PairwiseLogistic("pairwise", "onehot"),
 )
 MULTITASK_SHARES = (0.0, 0.25, 0.5)

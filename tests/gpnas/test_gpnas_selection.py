@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.optimize import approx_fprime
 from scipy.stats import kendalltau
 from sklearn.kernel_ridge import KernelRidge as SklearnKernelRidge
 from sklearn.linear_model import Ridge as SklearnRidge
@@ -11,7 +12,7 @@ from sklearn.model_selection import KFold
 
 from oneforall.gpnas import (CrossValidatedPredictor, PaddleSlimGPNAS, build_predictor, encode, read_ranking_json,
                              scores_to_ranks)
-from oneforall.gpnas.models import KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge
+from oneforall.gpnas.models import ARDKernelRidge, KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge
 from oneforall.gpnas.selection import fold_kendall_taus
 
 BASELINE = PaddleSlimGPNASFamily("baseline-fast", "convert_x", mode="fast")
@@ -63,6 +64,41 @@ def test_ridge_and_kernel_candidates_equal_scikit_learn(train):
     reference = SklearnKernelRidge(alpha=0.2, kernel="rbf", gamma=1 / (2 * 1.5 ** 2 * median))
     expected = reference.fit(x[:100], y[:100] - y[:100].mean(0)).predict(x[100:]) + y[:100].mean(0)
     np.testing.assert_allclose(predicted, expected, rtol=1e-7, atol=1e-7)
+
+
+def test_ard_likelihood_gradient_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(-1, 2, (30, 4)).astype(float), rng.normal(size=(30, 3))
+    gaps = (x[:, None] - x[None]) ** 2
+    theta = 0.3 * rng.normal(size=6)
+    value, gradient = ARDKernelRidge.negative_log_likelihood(theta, gaps, y)
+    numeric = approx_fprime(theta, lambda t: ARDKernelRidge.negative_log_likelihood(t, gaps, y)[0], 1e-6)
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-4)
+
+
+def test_ard_switches_off_irrelevant_features_shares_them_across_tasks_and_predicts_the_gp_mean():
+    """Two tasks read features 0 and 1 of ten: the learned length scales of the other eight are far longer (and
+    the more curved feature gets the shorter one), the
+    held-out ranking beats the best isotropic RBF kernel, and the prediction is the GP posterior mean of the
+    learned kernel (scikit-learn's kernel ridge on the same Gram matrix)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-1, 2, (260, 10)).astype(float)
+    clean = np.column_stack([np.sin(2 * x[:, 0]) + x[:, 0] * x[:, 1], x[:, 1] - 0.5 * x[:, 0] ** 2])
+    y = clean + 0.1 * rng.normal(size=clean.shape)
+    family = ARDKernelRidge("ard", "ordinal_absent")
+    fitted = family.fit(x[:160], y[:160])
+    assert fitted.length_scales[2:].min() > 5 * fitted.length_scales[:2].max(), fitted.length_scales.round(2)
+    assert fitted.length_scales[0] < 0.7 * fitted.length_scales[1]  # feature 0 acts more curved (sin, square)
+    ard = fitted.predict(x[160:], [1])[0]
+    isotropic = KernelRidge("rbf", "ordinal_absent", kernel="rbf").fit(x[:160], y[:160]).predict(x[160:])
+    tau = [[kendalltau(p[:, t], clean[160:, t]).statistic for t in range(2)] for p in (ard, *isotropic)]
+    assert min(tau[0]) > max(min(row) for row in tau[1:]) + 0.02, np.round(tau[:3], 3)
+    centre = x[:160].mean(0)
+    gram = fitted.signal * ARDKernelRidge._gram(x[:160] - centre, x[:160] - centre, fitted.length_scales)
+    cross = fitted.signal * ARDKernelRidge._gram(x[160:] - centre, x[:160] - centre, fitted.length_scales)
+    reference = SklearnKernelRidge(alpha=dict(family.settings[1])["noise"] * fitted.signal, kernel="precomputed")
+    expected = reference.fit(gram, y[:160] - y[:160].mean(0)).predict(cross) + y[:160].mean(0)
+    np.testing.assert_allclose(ard, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_pairwise_learner_ranks_held_out_architectures(train):
