@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from .data import TASKS
 from .encodings import check_absent_layers, encode
-from .models import (ARDKernelRidge, KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge, normal_scores, targets_for,
-                     to_normal_scale)
+from .models import (ARDKernelRidge, KernelRidge, PaddleSlimGPNASFamily, PairwiseLogistic, Ridge, normal_scores,
+                     targets_for, to_normal_scale)
 
 DEFAULT_FAMILIES = (
     PaddleSlimGPNASFamily("baseline-fast", "convert_x", mode="fast"),
