@@ -130,7 +130,9 @@ class AllToAll(PyLayer):
 
 def owner_groups(rank_map, group=None):
     """{task: process group of its owners} for the tasks with several owners (None: the owners are all ranks of
-    `group`). Created in task order on every rank, as paddle requires of new_group."""
+    `group`). A collective call: every rank creates them in task order, as paddle requires of new_group. For NCCL;
+    with gloo (Paddle 3.3.1, 4 CPU processes) creating two disjoint sub-groups during training failed or hung now
+    and then ("connection refused", timeouts), so the CPU path of TaskMoEStep does without them."""
     members = list(group.ranks) if group is not None else list(range(rank_map.world_size))
     groups, made = {}, {}
     for task in rank_map.tasks:
@@ -162,8 +164,6 @@ class ExpertParallel:
             raise ValueError(f"transport must be one of {self.TRANSPORTS}, got '{transport}'")
         self.transport = transport
         self.layouts = self.route = None
-        self.owner_groups = owner_groups(rank_map, group)
-
 
     def plan(self, segments):
         """Exchange the (task, rows) layout of every rank's batch."""
@@ -217,4 +217,4 @@ class ExpertParallel:
         return paddle.gather(back, paddle.to_tensor(route.return_order, dtype="int64")).reshape([-1] + row_shape)
 
 
-__all__ = ["AllToAll", "ExpertParallel", "GatherRows", "RoutePlan", "SumOverRanks", "TaskRankMap"]
+__all__ = ["AllToAll", "ExpertParallel", "GatherRows", "RoutePlan", "SumOverRanks", "TaskRankMap", "owner_groups"]

@@ -25,6 +25,7 @@ import paddle
 import paddle.distributed as dist
 
 from allinone.engine.checkpointer import ResumeError
+from allinone.engine.hooks import EvalHook
 from allinone.engine.steps import SimpleStep, count_images
 from allinone.registry import STEPS
 
@@ -33,7 +34,7 @@ from . import heads as _heads  # noqa: F401  (registers ClassificationHead)
 from . import losses as _losses  # noqa: F401  (registers SoftTargetCrossEntropyLoss)
 from . import task_moe as _task_moe  # noqa: F401  (registers TaskMoEVisionTransformer)
 from .data import classification as _classification  # noqa: F401  (registers ClassificationTrainDataset)
-from .expert_parallel import TaskRankMap
+from .expert_parallel import TaskRankMap, owner_groups
 from .expert_shards import expert_task, gather_to_rank0, held_part, optimizer_task_of, source_ranks
 
 logger = logging.getLogger("oneforall.moe_training")
@@ -114,6 +115,26 @@ def reduce_gradients_mean(params, world_size, group=None, alone=False):
         start = stop
 
 
+def sum_task_over_world(params, size, dtype, world_size):
+    """The gradients of one task's parameters (`params` on its owners, [] elsewhere) summed over all ranks, the
+    ranks without them adding zeros, divided by `world_size`: the owner-group mean without a sub-group, in chunks
+    of BUCKET_ELEMENTS (`size` values of `dtype` in all)."""
+    grads = [param.grad for param in params]
+    flat = paddle.concat([grad.reshape([-1]) for grad in grads]) if grads else None
+    summed = []
+    for start in range(0, size, BUCKET_ELEMENTS):
+        stop = min(size, start + BUCKET_ELEMENTS)
+        chunk = flat[start:stop].clone() if flat is not None else paddle.zeros([stop - start],
+                                                                               dtype=dtype.replace("paddle.", ""))
+        dist.all_reduce(chunk)
+        summed.append(chunk / world_size)
+    if flat is not None:
+        flat, offset = paddle.concat(summed), 0
+        for grad in grads:
+            grad.set_value(flat[offset:offset + grad.size].reshape(grad.shape))
+            offset += grad.size
+
+
 def broadcast_state(model, replicated_only=False):
     """Every parameter and buffer of rank 0 to all ranks (what paddle.DataParallel does at construction), so the
     ranks start equal whatever each one's initialisation drew. Called at the first step (after a resume too: the
@@ -143,6 +164,7 @@ class TaskMoEStep(SimpleStep):
         self.expert_parallel, self.gate_log_period = bool(expert_parallel), int(gate_log_period)
         self.ready = False
         self.rank_map = None  # a TaskRankMap when the model is sharded over the processes
+        self.owner_groups = {}  # {task: process group of its owners} (oneforall.expert_parallel.owner_groups)
 
     def build_model(self, cfg):
         """The model with its specific experts initialised from `Global.seed` (every process draws the same
@@ -162,6 +184,9 @@ class TaskMoEStep(SimpleStep):
             except ValueError as err:
                 raise ValueError(f"Train.step.ranks_per_task: {err}") from None
             backbone["held_tasks"] = list(self.rank_map.tasks_of(dist.get_rank()))
+            # gloo: sub-groups were unreliable here (see expert_parallel.owner_groups), so a task with several
+            # (not all) owners is summed over all ranks, the others adding zeros (`sum_task_over_world`)
+            self.owner_groups = None if dist.get_backend().lower() == "gloo" else owner_groups(self.rank_map)
         return build_model(cfg)
 
     @property
@@ -177,6 +202,12 @@ class TaskMoEStep(SimpleStep):
             raise ValueError("Optimizer.grad_clip_global_norm needs every parameter on every process; with the "
                              "experts sharded use grad_clip_norm (per tensor, the recipe's) or "
                              "Train.step.expert_parallel: false")
+        if self.expert_parallel and dist.get_world_size() > 1 and any(isinstance(hook, EvalHook)
+                                                                     for hook in trainer.hooks):
+            raise ValueError("Train.eval_period > 0 with experts spread over processes: the evaluation runs on rank 0 "
+                             "alone, which neither holds nor can reach the other ranks' experts; set "
+                             "Train.eval_period=0 and evaluate the checkpoint (tools/train.py --eval-only --resume "
+                             "CKPT, or extract the tasks: docs/oneforall.md)")
         if self.init_checkpoint and trainer.iter == 0:
             from .moe_checkpoint import load_task_moe_checkpoint
 
@@ -192,8 +223,16 @@ class TaskMoEStep(SimpleStep):
         # the gradient exchanges of an update: replicated parameters over all ranks, then each task's over its owners
         tasks = {key: expert_task(key) if self.sharded else None for key, _ in trainable}
         self.exchanges = [(None, [param for key, param in trainable if tasks[key] is None])]
-        self.exchanges += [(task, [param for key, param in trainable if tasks[key] == task])
-                           for task in backbone.held_tasks if self.sharded]
+        for task in backbone.tasks if self.sharded else ():
+            owners = self.rank_map.owners[task]
+            through_world = self.owner_groups is None and 1 < len(owners) < self.world_size
+            if task in backbone.held_tasks or through_world:
+                self.exchanges.append((task, [param for key, param in trainable if tasks[key] == task]))
+        if self.sharded and self.owner_groups is None:  # each task's gradient size, for the ranks adding zeros
+            sizes = []
+            dist.all_gather_object(sizes, {task: (sum(p.size for p in params), str(params[0].dtype))
+                                           for task, params in self.exchanges if task and params})
+            self.task_sizes = {task: size for rank_sizes in sizes for task, size in rank_sizes.items()}
         self.ready = True
 
     def reduce_gradients(self, trainer):
@@ -202,13 +241,16 @@ class TaskMoEStep(SimpleStep):
         one), in task order on every rank."""
         if self.world_size == 1:
             return
-        parallel = task_moe_backbone(trainer.module).expert_parallel
         for task, params in self.exchanges:
-            if task is None:
+            owners = self.rank_map.owners[task] if task else ()
+            if task is None or len(owners) == self.world_size:
                 reduce_gradients_mean(params, self.world_size)
+            elif len(owners) == 1:
+                reduce_gradients_mean(params, self.world_size, alone=True)
+            elif self.owner_groups is not None:
+                reduce_gradients_mean(params, self.world_size, self.owner_groups[task])
             else:
-                reduce_gradients_mean(params, self.world_size, parallel.owner_groups.get(task),
-                                      alone=len(self.rank_map.owners[task]) == 1)
+                sum_task_over_world(params, *self.task_sizes[task], self.world_size)
 
     # -- checkpoints: one file with every task's experts -------------------------------------------------------
     def model_state(self, trainer):

@@ -34,14 +34,18 @@ def runs(oneforall_root, tmp_path_factory):
     common = ["Train.checkpoint_period=2", "Train.checkpoint_keep=0", RANKS]
     single = run_train(config, tmp / "one", oneforall_root, *[a for o in common for a in ("-o", o)])
     assert single.returncode == 0, single.stderr[-3000:]
-    double = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                             str(tmp / "launch_log"), WORKER, str(tmp / "two"), config, *common],
-                            cwd=ROOT, env=tool_env(oneforall_root), capture_output=True, text=True, timeout=300)
-    logs = "".join(open(os.path.join(tmp / "launch_log", name)).read()[-2000:]
-                   for name in sorted(os.listdir(tmp / "launch_log")) if name.startswith("workerlog"))
-    assert double.returncode == 0, logs
-    reports = {rank: json.loads((tmp / "two" / f"rank{rank}.json").read_text()) for rank in (0, 1)}
-    return {"one": tmp / "one", "two": tmp / "two" / "run", "reports": reports}
+    reports = launch_workers(2, tmp / "two", config, oneforall_root, *common)
+    return {"one": tmp / "one", "two": tmp / "two" / "run", "reports": reports, "config": config}
+
+
+def launch_workers(nproc, out, config, root, *overrides):
+    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir",
+                             str(out / "launch_log"), WORKER, str(out), config, *overrides],
+                            cwd=ROOT, env=tool_env(root), capture_output=True, text=True, timeout=300)
+    logs = "".join(open(os.path.join(out / "launch_log", name)).read()[-2000:]
+                   for name in sorted(os.listdir(out / "launch_log")) if name.startswith("workerlog"))
+    assert result.returncode == 0, logs
+    return {rank: json.loads((out / f"rank{rank}.json").read_text()) for rank in range(nproc)}
 
 
 def expert_keys(keys):
@@ -62,6 +66,20 @@ def test_each_rank_holds_and_updates_only_its_own_tasks_experts(runs):
         assert updated == held, rank  # the optimizer sees only what the rank holds
         assert not any(".common_expert." in key for key in report["optimizer_params"])
     assert len(runs["reports"][0]["optimizer_state"]) == len(runs["reports"][1]["optimizer_state"])
+
+
+def test_four_processes_with_two_owner_groups_reach_the_parameters_of_one_process(runs, tmp_path, oneforall_root):
+    """face on ranks 0-1 and person on ranks 2-3: their gradients are averaged over those process groups only."""
+    reports = launch_workers(4, tmp_path, runs["config"], oneforall_root,
+                             "Train.step.ranks_per_task={face: 2, person: 2}")
+    owned = {0: {"face", "veri"}, 1: {"face", "task6"}, 2: {"person", "task18"}, 3: {"person"}}
+    for rank, report in reports.items():
+        assert {key.split(".")[-1] if ".gates." in key else key.split(".")[5]
+                for key in expert_keys(report["keys"])} == owned[rank]
+    one, four = (model_state(path / "model_final.pdparams") for path in (runs["one"], tmp_path / "run"))
+    assert sorted(four) == sorted(one)
+    for key in one:
+        np.testing.assert_allclose(four[key], one[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.parametrize("name", ["model_0000001", "model_final"])
