@@ -18,7 +18,7 @@ Sharded storage (`held_tasks`): with expert parallelism a process holds the spec
 tasks it owns (oneforall.expert_parallel); the others are built under `paddle.LazyGuard` (no memory, no random draw)
 and dropped, so every process consumes the same automatic parameter names (optimizer states are keyed by them) and
 the same random stream. Each specific expert is initialised from its own seed (`expert_seed`, block, task), so an
-expert has the same initial values whichever processes hold it (docs/oneforall.md, "Memory per GPU").
+expert has the same initial values whichever processes hold it (docs/oneforall.md, "Sharded experts").
 """
 import contextlib
 import itertools
