@@ -13,8 +13,9 @@ Transports (chosen by the process group's backend, or by `transport=`):
 * "allgather" (gloo, the CPU backend, has no all-to-all): an all_gather of every rank's rows and a sum over ranks of
   the expert outputs, both with autograd (`GatherRows`, `SumOverRanks`); it moves W times the data.
 
-All ranks hold all experts here (the state dict is the single-process one); an expert's gradient is non-zero only on
-its owners, so a data-parallel gradient sum gives exactly the single-process gradient.
+A rank holds the experts and gates of only the tasks it owns (`TaskRankMap.tasks_of`, the model's `held_tasks`):
+both transports call a task's expert only on its owners. Gradients (oneforall.moe_training): replicated weights are
+averaged over all ranks, a task's expert and gate over its owners (`owner_groups`), both divided by the world size.
 """
 import paddle
 import paddle.distributed as dist
@@ -38,6 +39,10 @@ class TaskRankMap:
                                  f"{self.world_size}")
             self.owners[task] = tuple((start + i) % self.world_size for i in range(count))
             start = (start + count) % self.world_size
+
+    def tasks_of(self, rank):
+        """The tasks whose expert `rank` owns, in task order."""
+        return tuple(task for task in self.tasks if rank in self.owners[task])
 
     def destination(self, source_rank, task):
         owners = self.owners[task]
@@ -123,6 +128,27 @@ class AllToAll(PyLayer):
         return out
 
 
+def owner_groups(rank_map, group=None):
+    """{task: process group of its owners} for the tasks with several owners (None: the owners are all ranks of
+    `group`). A collective call: every rank creates them in task order, as paddle requires of new_group. For NCCL;
+    with gloo (Paddle 3.3.1, 4 CPU processes) creating two disjoint sub-groups during training failed or hung now
+    and then ("connection refused", timeouts), so the CPU path of TaskMoEStep does without them."""
+    members = list(group.ranks) if group is not None else list(range(rank_map.world_size))
+    groups, made = {}, {}
+    for task in rank_map.tasks:
+        owners = rank_map.owners[task]
+        if len(owners) == 1:
+            continue
+        if len(owners) == rank_map.world_size:
+            groups[task] = group
+            continue
+        ranks = tuple(sorted(members[owner] for owner in owners))
+        if ranks not in made:
+            made[ranks] = dist.new_group(list(ranks))
+        groups[task] = made[ranks]
+    return groups
+
+
 class ExpertParallel:
     """Routes the task-MoE FFN rows of a batch to their owners. `plan(segments)` exchanges every rank's row layout
     (once per batch, shared by all blocks); `run(mlp, x)` does one block's FFN."""
@@ -191,4 +217,4 @@ class ExpertParallel:
         return paddle.gather(back, paddle.to_tensor(route.return_order, dtype="int64")).reshape([-1] + row_shape)
 
 
-__all__ = ["AllToAll", "ExpertParallel", "GatherRows", "RoutePlan", "SumOverRanks", "TaskRankMap"]
+__all__ = ["AllToAll", "ExpertParallel", "GatherRows", "RoutePlan", "SumOverRanks", "TaskRankMap", "owner_groups"]

@@ -180,8 +180,13 @@ def load_task_moe_checkpoint(model, path, tasks_dir=None, source_grid=None):
 
 def load_moe_state(model, state, path="<state>"):
     """Strict load of a state dict of our layout into `model`; a mismatch raises CheckpointError naming the keys
-    (nothing is loaded). Returns the KeyReport."""
+    (nothing is loaded). A model holding only some tasks' experts (`held_tasks`) takes only those from the full
+    state. Returns the KeyReport."""
+    from .expert_shards import expert_task, held_part
+
     model_state = model.state_dict()
+    if tuple(getattr(model, "held_tasks", ())) != tuple(getattr(model, "tasks", ())):
+        state = held_part(state, expert_task, model.held_tasks)
     report = compare_keys(model_state, state, path)
     if not report.ok:
         raise CheckpointError(f"{path} does not fit the task-MoE model:\n  " + "\n  ".join(report.problems()))

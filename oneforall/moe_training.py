@@ -7,10 +7,16 @@ experts it owns and every rank runs collective calls inside the forward and back
 would all-reduce gradient buckets while those calls are still in flight, in an order that differs between ranks.
 So this step runs without DataParallel (`data_parallel = False`) and, after the backward pass, all-reduces every
 gradient itself in a fixed order and divides by the world size: every gradient is the global mean over ranks of
-the per-rank loss sums, as in the original's MoE trainer. Parameters a rank did not use (other tasks' experts) take
-part with a zero gradient (a zero-weighted term of the loss puts them in the graph). The step also broadcasts rank
-0's parameters at the first step and can initialise the backbone from a plain ViT (`init_checkpoint`).
+the per-rank loss sums, as in the original's MoE trainer. Parameters a rank did not use take part with a zero
+gradient (a zero-weighted term of the loss puts them in the graph). The step also broadcasts rank 0's replicated
+parameters at the first step and can initialise the backbone from a plain ViT (`init_checkpoint`).
+
+With expert parallelism over several processes the model is sharded (`build_model`): a rank holds the specific
+experts and gates of only its own tasks. Their gradients are averaged over the task's owners only (divided by the
+world size, as every gradient); checkpoints gather every task's experts and optimizer state into rank 0's one file
+and a resumed rank loads only what it holds (oneforall.expert_shards).
 """
+import copy
 import io
 import logging
 
@@ -18,6 +24,8 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from allinone.engine.checkpointer import ResumeError
+from allinone.engine.hooks import EvalHook
 from allinone.engine.steps import SimpleStep, count_images
 from allinone.registry import STEPS
 
@@ -26,6 +34,8 @@ from . import heads as _heads  # noqa: F401  (registers ClassificationHead)
 from . import losses as _losses  # noqa: F401  (registers SoftTargetCrossEntropyLoss)
 from . import task_moe as _task_moe  # noqa: F401  (registers TaskMoEVisionTransformer)
 from .data import classification as _classification  # noqa: F401  (registers ClassificationTrainDataset)
+from .expert_parallel import TaskRankMap, owner_groups
+from .expert_shards import expert_task, gather_to_rank0, held_part, optimizer_task_of, source_ranks
 
 logger = logging.getLogger("oneforall.moe_training")
 BUCKET_ELEMENTS = 1 << 25  # gradients are all-reduced in buckets of up to 32M values (bounded extra memory)
@@ -42,11 +52,14 @@ def task_moe_backbone(model):
 
 def gate_table(backbone):
     """[num tasks, num blocks] float32: the eval probability of the specific expert, softmax(logits / tau)[1]
-    (above 0.5: the task uses its own FFN in that block; exactly 0.5, the start, also picks specific)."""
-    table = np.zeros([len(backbone.tasks), len(backbone.blocks)], dtype=np.float32)
+    (above 0.5: the task uses its own FFN in that block; exactly 0.5, the start, also picks specific). NaN for the
+    tasks whose gates this process does not hold (a sharded model)."""
+    table = np.full([len(backbone.tasks), len(backbone.blocks)], np.nan, dtype=np.float32)
     with paddle.no_grad():
         for b, block in enumerate(backbone.blocks):
             for t, task in enumerate(backbone.tasks):
+                if task not in block.mlp.gates:
+                    continue
                 logits = block.mlp.gates[task].astype("float32").reshape([-1]) / block.mlp.tau
                 table[t, b] = float(paddle.nn.functional.softmax(logits)[gates.SPECIFIC])
     return table
@@ -75,12 +88,17 @@ def gate_heatmap(table, tasks, title="P(specific expert)"):
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
-def reduce_gradients_mean(params, world_size, group=None):
-    """Replace every parameter's gradient by its mean over the ranks, in buckets, in the order of `params`."""
+def reduce_gradients_mean(params, world_size, group=None, alone=False):
+    """Replace every parameter's gradient by its sum over the ranks of `group` (default all) divided by
+    `world_size`, in buckets, in the order of `params`; `alone`: this rank is the only holder (no exchange)."""
     grads = [param.grad for param in params]
     missing = [param.name for param, grad in zip(params, grads) if grad is None]
     if missing:
         raise RuntimeError(f"parameters without gradient after backward (not in the graph): {missing[:5]}")
+    if alone:
+        for grad in grads:
+            grad.set_value(grad / world_size)
+        return
     start = 0
     while start < len(grads):
         stop, size = start, 0
@@ -97,13 +115,35 @@ def reduce_gradients_mean(params, world_size, group=None):
         start = stop
 
 
-def broadcast_state(model):
+def sum_task_over_world(params, size, dtype, world_size):
+    """The gradients of one task's parameters (`params` on its owners, [] elsewhere) summed over all ranks, the
+    ranks without them adding zeros, divided by `world_size`: the owner-group mean without a sub-group, in chunks
+    of BUCKET_ELEMENTS (`size` values of `dtype` in all)."""
+    grads = [param.grad for param in params]
+    flat = paddle.concat([grad.reshape([-1]) for grad in grads]) if grads else None
+    summed = []
+    for start in range(0, size, BUCKET_ELEMENTS):
+        stop = min(size, start + BUCKET_ELEMENTS)
+        chunk = flat[start:stop].clone() if flat is not None else paddle.zeros([stop - start],
+                                                                               dtype=dtype.replace("paddle.", ""))
+        dist.all_reduce(chunk)
+        summed.append(chunk / world_size)
+    if flat is not None:
+        flat, offset = paddle.concat(summed), 0
+        for grad in grads:
+            grad.set_value(flat[offset:offset + grad.size].reshape(grad.shape))
+            offset += grad.size
+
+
+def broadcast_state(model, replicated_only=False):
     """Every parameter and buffer of rank 0 to all ranks (what paddle.DataParallel does at construction), so the
     ranks start equal whatever each one's initialisation drew. Called at the first step (after a resume too: the
-    ranks then already agree)."""
+    ranks then already agree). `replicated_only`: not the specific experts and gates (a sharded model: their
+    owners drew them from the same seeds)."""
     with paddle.no_grad():
-        for _, tensor in sorted(model.state_dict().items()):
-            dist.broadcast(tensor, src=0)
+        for key, tensor in sorted(model.state_dict().items()):
+            if not (replicated_only and expert_task(key)):
+                dist.broadcast(tensor, src=0)
 
 
 @STEPS.register()
@@ -123,12 +163,51 @@ class TaskMoEStep(SimpleStep):
         self.ranks_per_task, self.init_checkpoint = dict(ranks_per_task or {}), init_checkpoint
         self.expert_parallel, self.gate_log_period = bool(expert_parallel), int(gate_log_period)
         self.ready = False
+        self.rank_map = None  # a TaskRankMap when the model is sharded over the processes
+        self.owner_groups = {}  # {task: process group of its owners} (oneforall.expert_parallel.owner_groups)
+
+    def build_model(self, cfg):
+        """The model with its specific experts initialised from `Global.seed` (every process draws the same
+        values); with expert parallelism over several processes, holding only this rank's tasks' experts."""
+        from allinone.modeling import build_model
+
+        cfg = copy.deepcopy(cfg)  # the run's config (dumped next to the checkpoints) stays the unsharded one
+        backbone = cfg.Model.backbone
+        if "tasks" not in backbone:
+            raise TypeError(f"TaskMoEStep needs a task-MoE backbone (Model.backbone.name: TaskMoEVisionTransformer), "
+                            f"got {backbone.get('name')}")
+        if backbone.get("expert_seed") is None:
+            backbone["expert_seed"] = int(cfg.Global.get("seed") or 0)
+        if self.expert_parallel and dist.get_world_size() > 1:
+            try:
+                self.rank_map = TaskRankMap(backbone["tasks"], dist.get_world_size(), self.ranks_per_task)
+            except ValueError as err:
+                raise ValueError(f"Train.step.ranks_per_task: {err}") from None
+            backbone["held_tasks"] = list(self.rank_map.tasks_of(dist.get_rank()))
+            # gloo: sub-groups were unreliable here (see expert_parallel.owner_groups), so a task with several
+            # (not all) owners is summed over all ranks, the others adding zeros (`sum_task_over_world`)
+            self.owner_groups = None if dist.get_backend().lower() == "gloo" else owner_groups(self.rank_map)
+        return build_model(cfg)
+
+    @property
+    def sharded(self):
+        return self.rank_map is not None
 
     def setup(self, trainer):
         backbone = task_moe_backbone(trainer.module)
         unknown = sorted(set(self.ranks_per_task) - set(backbone.tasks))
         if unknown:
             raise ValueError(f"Train.step.ranks_per_task names unknown task(s) {unknown}; tasks: {list(backbone.tasks)}")
+        if self.sharded and isinstance(getattr(trainer.optimizer, "_grad_clip", None), paddle.nn.ClipGradByGlobalNorm):
+            raise ValueError("Optimizer.grad_clip_global_norm needs every parameter on every process; with the "
+                             "experts sharded use grad_clip_norm (per tensor, the recipe's) or "
+                             "Train.step.expert_parallel: false")
+        if self.expert_parallel and dist.get_world_size() > 1 and any(isinstance(hook, EvalHook)
+                                                                     for hook in trainer.hooks):
+            raise ValueError("Train.eval_period > 0 with experts spread over processes: the evaluation runs on rank 0 "
+                             "alone, which neither holds nor can reach the other ranks' experts; set "
+                             "Train.eval_period=0 and evaluate the checkpoint (tools/train.py --eval-only --resume "
+                             "CKPT, or extract the tasks: docs/oneforall.md)")
         if self.init_checkpoint and trainer.iter == 0:
             from .moe_checkpoint import load_task_moe_checkpoint
 
@@ -136,11 +215,67 @@ class TaskMoEStep(SimpleStep):
             logger.info("backbone initialised from %s: %d tensors", self.init_checkpoint, len(report.loaded))
         self.world_size = dist.get_world_size()
         if self.world_size > 1:
-            broadcast_state(trainer.module)
+            broadcast_state(trainer.module, replicated_only=self.sharded)
             if self.expert_parallel:
                 backbone.enable_expert_parallel(self.ranks_per_task)
-        self.params = [param for param in trainer.module.parameters() if not param.stop_gradient]
+        trainable = [(key, param) for key, param in trainer.module.named_parameters() if not param.stop_gradient]
+        self.params = [param for _, param in trainable]
+        # the gradient exchanges of an update: replicated parameters over all ranks, then each task's over its owners
+        tasks = {key: expert_task(key) if self.sharded else None for key, _ in trainable}
+        self.exchanges = [(None, [param for key, param in trainable if tasks[key] is None])]
+        for task in backbone.tasks if self.sharded else ():
+            owners = self.rank_map.owners[task]
+            through_world = self.owner_groups is None and 1 < len(owners) < self.world_size
+            if task in backbone.held_tasks or through_world:
+                self.exchanges.append((task, [param for key, param in trainable if tasks[key] == task]))
+        if self.sharded and self.owner_groups is None:  # each task's gradient size, for the ranks adding zeros
+            sizes = []
+            dist.all_gather_object(sizes, {task: (sum(p.size for p in params), str(params[0].dtype))
+                                           for task, params in self.exchanges if task and params})
+            self.task_sizes = {task: size for rank_sizes in sizes for task, size in rank_sizes.items()}
         self.ready = True
+
+    def reduce_gradients(self, trainer):
+        """Every gradient becomes its sum over the ranks that hold the parameter, divided by the world size: the
+        replicated ones over all ranks, a task's expert and gate over the task's owners (no exchange when it has
+        one), in task order on every rank."""
+        if self.world_size == 1:
+            return
+        for task, params in self.exchanges:
+            owners = self.rank_map.owners[task] if task else ()
+            if task is None or len(owners) == self.world_size:
+                reduce_gradients_mean(params, self.world_size)
+            elif len(owners) == 1:
+                reduce_gradients_mean(params, self.world_size, alone=True)
+            elif self.owner_groups is not None:
+                reduce_gradients_mean(params, self.world_size, self.owner_groups[task])
+            else:
+                sum_task_over_world(params, *self.task_sizes[task], self.world_size)
+
+    # -- checkpoints: one file with every task's experts -------------------------------------------------------
+    def model_state(self, trainer):
+        state = trainer.module.state_dict()
+        return gather_to_rank0(state, expert_task, self.rank_map) if self.sharded else state
+
+    def optimizer_state(self, trainer):
+        state = trainer.optimizer.state_dict()
+        if not self.sharded:
+            return state
+        return gather_to_rank0(state, optimizer_task_of(trainer.module), self.rank_map)
+
+    def load_model_state(self, trainer, state):
+        if self.sharded:
+            state = held_part(state, expert_task, task_moe_backbone(trainer.module).held_tasks)
+        missing = sorted(set(trainer.module.state_dict()) - set(state))
+        if missing:
+            raise ResumeError(f"the checkpoint has no {missing[:5]} ({len(missing)} missing entries) of this "
+                              f"process's model")
+        trainer.module.set_state_dict(state)
+
+    def load_optimizer_state(self, trainer, state):
+        if self.sharded:
+            state = held_part(state, optimizer_task_of(trainer.module), task_moe_backbone(trainer.module).held_tasks)
+        trainer.optimizer.set_state_dict(state)
 
     def run_step(self, trainer):
         if not self.ready:
@@ -151,7 +286,7 @@ class TaskMoEStep(SimpleStep):
         if self.world_size > 1:  # every parameter in the graph, so each rank has a gradient to all-reduce
             anchor = paddle.add_n([param.sum() for param in self.params]) * 0.0
             trainer.backward({**losses, ("", "zero_anchor"): anchor})
-            reduce_gradients_mean(self.params, self.world_size)
+            self.reduce_gradients(trainer)
         else:
             trainer.backward(losses)
         trainer.update()
@@ -162,6 +297,12 @@ class TaskMoEStep(SimpleStep):
     def log_gates(self, trainer):
         backbone = task_moe_backbone(trainer.module)
         table = gate_table(backbone)
+        if self.sharded:  # each task's row from one of its owners
+            sources = source_ranks(self.rank_map)
+            mine = [sources[task] == dist.get_rank() for task in backbone.tasks]
+            table = paddle.to_tensor(np.where(np.array(mine)[:, None], table, 0.0).astype(np.float32))
+            dist.all_reduce(table)
+            table = table.numpy()
         for t, task in enumerate(backbone.tasks):
             for b in range(table.shape[1]):
                 trainer.storage.put_scalar(f"gate/{task}/block{b}", table[t, b])

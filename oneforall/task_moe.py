@@ -13,15 +13,24 @@ is 0); `train_common_expert=True` trains it (a deviation from the released code,
 
 Learning rates through the parameters' ParamAttr multipliers, as the original: every Linear/conv bias x2, each task's
 embeddings and specific expert x its `task_lr_scales` entry (biases 2 x scale), gates x1.
+
+Sharded storage (`held_tasks`): with expert parallelism a process holds the specific experts and gates of only the
+tasks it owns (oneforall.expert_parallel); the others are built under `paddle.LazyGuard` (no memory, no random draw)
+and dropped, so every process consumes the same automatic parameter names (optimizer states are keyed by them) and
+the same random stream. Each specific expert is initialised from its own seed (`expert_seed`, block, task), so an
+expert has the same initial values whichever processes hold it (docs/oneforall.md, "Sharded experts").
 """
-import functools
+import contextlib
+import itertools
+
+import numpy as np
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.nn.initializer import Constant, TruncatedNormal
 
-from allinone.modeling.vision_transformer import PatchEmbedOverlap
+from allinone.modeling.vision_transformer import PatchEmbedOverlap, init_linear_and_norm
 from allinone.registry import BACKBONES
 
 from . import gate as gates
@@ -38,6 +47,31 @@ def set_lr_scale(layer, scale):
         param.optimize_attr["learning_rate"] = scale * (BIAS_LR_FACTOR if name.endswith("bias") else 1.0)
 
 
+@contextlib.contextmanager
+def forked_rng(seed):
+    """Draw from paddle's generators seeded with `seed` inside the block, leaving the global streams as they were."""
+    cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    saved_cpu = paddle.get_rng_state("cpu")
+    saved_cuda = paddle.get_cuda_rng_state() if cuda else None
+    paddle.seed(int(seed))
+    try:
+        yield
+    finally:
+        paddle.set_rng_state(saved_cpu, "cpu")
+        if cuda:
+            paddle.set_cuda_rng_state(saved_cuda)
+
+
+def seed_of(seed, *index):
+    """A seed for one expert from the model's expert seed and its (block, task) position."""
+    return int(np.random.SeedSequence([int(seed), *index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def draw_seed():
+    """A seed drawn from paddle's global stream (when the caller gave none)."""
+    return int(paddle.randint(0, 2 ** 31 - 1, [1]).item())
+
+
 def split_segments(x, segments):
     """[(task, rows of x), ...] in row order; zero-row segments are left out."""
     parts, start = [], 0
@@ -50,19 +84,37 @@ def split_segments(x, segments):
 
 class TaskMoEMlp(nn.Layer):
     """The FFN of a task-MoE block: `common_expert`, `specific_experts[task]` (ElasticMlp each) and
-    `gates[task]` ([1, 2] logits). Input rows are grouped by task through `segments`."""
+    `gates[task]` ([1, 2] logits). Input rows are grouped by task through `segments`.
 
-    def __init__(self, dim, hidden_dim, drop=0.0, tasks=(), tau=5.0, gate="hard", train_common_expert=False):
+    `held_tasks` (default all): the tasks whose expert and gate this process holds (see the module doc); `seed`:
+    the expert seed of this block (default drawn from paddle's stream)."""
+
+    def __init__(self, dim, hidden_dim, drop=0.0, tasks=(), tau=5.0, gate="hard", train_common_expert=False,
+                 held_tasks=None, seed=None):
         super().__init__()
         if not tasks:
             raise ValueError("TaskMoEMlp needs at least one task name")
         if gate not in GATE_MODES:
             raise ValueError(f"gate must be one of {GATE_MODES}, got '{gate}'")
         self.tasks, self.tau, self.gate_mode = tuple(tasks), float(tau), gate
+        self.held_tasks = held(self.tasks, held_tasks)
+        seed = draw_seed() if seed is None else int(seed)
         self.common_expert = ElasticMlp(dim, hidden_dim, drop)
-        self.specific_experts = nn.LayerDict({task: ElasticMlp(dim, hidden_dim, drop) for task in self.tasks})
-        self.gates = nn.ParameterDict({task: self.create_parameter([1, 2], default_initializer=Constant(0.0))
-                                       for task in self.tasks})
+        experts, gate_logits = {}, {}
+        self.unheld_parameter_names = {}  # {name: task}: what another rank's optimizer state is keyed by
+        for index, task in enumerate(self.tasks):
+            if task in self.held_tasks:
+                with forked_rng(seed_of(seed, index)):
+                    experts[task] = ElasticMlp(dim, hidden_dim, drop)
+                    init_linear_and_norm(experts[task])
+                gate_logits[task] = self.create_parameter([1, 2], default_initializer=Constant(0.0))
+            else:  # consumes the parameter names, allocates nothing
+                with paddle.LazyGuard():
+                    lazy = ElasticMlp(dim, hidden_dim, drop).parameters()
+                    lazy.append(self.create_parameter([1, 2], default_initializer=Constant(0.0)))
+                self.unheld_parameter_names.update({param.name: task for param in lazy})
+        self.specific_experts = nn.LayerDict(experts)
+        self.gates = nn.ParameterDict(gate_logits)
         self.expert_parallel = None  # an ExpertParallel router when the experts are spread over processes
         self.train_common_expert = bool(train_common_expert)
         for param in self.common_expert.parameters():  # frozen: no gradient, learning rate 0 (as the original)
@@ -98,7 +150,17 @@ class TaskMoEMlp(nn.Layer):
     def picks(self):
         """{task: 'common' | 'specific'}: what an eval forward uses in this block."""
         return {task: ("specific" if gates.eval_pick(self.gates[task], self.tau) == gates.SPECIFIC else "common")
-                for task in self.tasks}
+                for task in self.held_tasks}
+
+
+def held(tasks, held_tasks):
+    """`held_tasks` in task order (None: all `tasks`); an unknown name is an error."""
+    if held_tasks is None:
+        return tuple(tasks)
+    unknown = sorted(set(held_tasks) - set(tasks))
+    if unknown:
+        raise ValueError(f"held_tasks names unknown task(s) {unknown}; tasks are {list(tasks)}")
+    return tuple(task for task in tasks if task in set(held_tasks))
 
 
 @BACKBONES.register()
@@ -109,16 +171,22 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
 
     A sub-network sets, per block, heads and the widths of the common and of every task's specific expert
     (`Architecture.expert_ratios`; `mlp_ratios` is ignored, as in the original).
+
+    `held_tasks` (default all): the tasks whose specific experts and gates this process holds (set by
+    oneforall.moe_training.TaskMoEStep under expert parallelism); `expert_seed`: the seed the specific experts are
+    initialised from (default drawn from paddle's stream).
     """
 
     def __init__(self, tasks, preset=None, head_dim=None, choices=None, task_lr_scales=None, tau=5.0, gate="hard",
-                 train_common_expert=False, **kwargs):
+                 train_common_expert=False, held_tasks=None, expert_seed=None, **kwargs):
         tasks = tuple(tasks)
         if not tasks or len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks must be a non-empty list of distinct names, got {list(tasks)}")
-        self.tasks = tasks
-        kwargs["mlp_layer"] = functools.partial(TaskMoEMlp, tasks=tasks, tau=tau, gate=gate,
-                                                train_common_expert=train_common_expert)
+        self.tasks, self.held_tasks = tasks, held(tasks, held_tasks)
+        seed, blocks = draw_seed() if expert_seed is None else int(expert_seed), itertools.count()
+        kwargs["mlp_layer"] = lambda *args: TaskMoEMlp(
+            *args, tasks=tasks, tau=tau, gate=gate, train_common_expert=train_common_expert,
+            held_tasks=self.held_tasks, seed=seed_of(seed, next(blocks)))
         super().__init__(preset=preset, head_dim=head_dim, choices=choices, **kwargs)
         # per-task embeddings replace the single ones of the plain ViT
         patch = self.patch_embed
@@ -138,6 +206,15 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         self.task_lr_scales = self._learning_rates(task_lr_scales or {})
         self.expert_parallel = None
 
+    def init_weights(self):
+        """The plain ViT's init, except the specific experts: they were initialised from their own seeds when built
+        (the global stream then does not depend on which experts a process holds)."""
+        experts = [block.mlp.specific_experts for block in self.blocks]
+        trunc_normal = TruncatedNormal(std=0.02)
+        trunc_normal(self.cls_token)
+        trunc_normal(self.pos_embed)
+        init_linear_and_norm(self, skip=experts)
+
     def _learning_rates(self, scales):
         unknown = sorted(set(scales) - set(self.tasks))
         if unknown:
@@ -145,7 +222,7 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         scales = {task: float(scales.get(task, 1.0)) for task in self.tasks}
         for block in self.blocks:
             set_lr_scale(block.attn, 1.0)
-            for task in self.tasks:
+            for task in self.held_tasks:
                 set_lr_scale(block.mlp.specific_experts[task], scales[task])
             set_lr_scale(block.mlp.common_expert, 1.0 if block.mlp.train_common_expert else 0.0)
         for task in self.tasks:
@@ -193,11 +270,17 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
     def enable_expert_parallel(self, ranks_per_task=None, group=None, transport=None):
         """Spread the task experts over the processes of `group` (default: all): {task: number of ranks}
         (default 1 each); transport 'alltoall' | 'allgather' (default: by the backend); see
-        oneforall.expert_parallel. Every process must run the model on its own batch."""
+        oneforall.expert_parallel. Every process must run the model on its own batch. A model built with
+        `held_tasks` must hold exactly the tasks this rank owns; one holding every expert keeps them all."""
         from .expert_parallel import ExpertParallel, TaskRankMap
         import paddle.distributed as dist
         world = dist.get_world_size(group) if group is not None else dist.get_world_size()
         self.expert_parallel = ExpertParallel(TaskRankMap(self.tasks, world, ranks_per_task), group, transport)
+        owned = self.expert_parallel.rank_map.tasks_of(self.expert_parallel.rank)
+        if self.held_tasks != self.tasks and self.held_tasks != owned:
+            raise ValueError(f"rank {self.expert_parallel.rank} holds the experts of {list(self.held_tasks)} but "
+                             f"owns {list(owned)} under ranks_per_task {ranks_per_task}: build the model with "
+                             f"held_tasks={list(owned)}")
         for block in self.blocks:
             block.mlp.expert_parallel = self.expert_parallel
         return self.expert_parallel.rank_map
@@ -220,15 +303,17 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         experts = arch.expert_ratios[layer]  # mlp_ratios are not used by the task-MoE blocks (as the original)
         self._check_hidden(layer, "expert_ratios.common", experts.common, block.mlp.common_expert.max_hidden)
         for task, ratio in zip(self.tasks, experts.specific):
-            self._check_hidden(layer, f"expert_ratios.specific[{task}]", ratio,
-                               block.mlp.specific_experts[task].max_hidden)
+            if task in self.held_tasks:
+                self._check_hidden(layer, f"expert_ratios.specific[{task}]", ratio,
+                                   block.mlp.specific_experts[task].max_hidden)
 
     def _configure_block(self, block, arch, layer):
         block.attn.set_heads(arch.num_heads[layer])
         experts = arch.expert_ratios[layer]
         block.mlp.common_expert.set_hidden(int(self.embed_dim * experts.common))
         for task, ratio in zip(self.tasks, experts.specific):
-            block.mlp.specific_experts[task].set_hidden(int(self.embed_dim * ratio))
+            if task in self.held_tasks:
+                block.mlp.specific_experts[task].set_hidden(int(self.embed_dim * ratio))
 
     def sample_subnet(self, step):
         return self.set_subnet(self.search_space.sample(step, num_tasks=len(self.tasks)))
@@ -238,4 +323,4 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         return [block.mlp.picks() for block in self.blocks]
 
 
-__all__ = ["TaskMoEMlp", "TaskMoEVisionTransformer", "set_lr_scale", "split_segments"]
+__all__ = ["TaskMoEMlp", "TaskMoEVisionTransformer", "forked_rng", "seed_of", "set_lr_scale", "split_segments"]

@@ -10,7 +10,6 @@ import os
 import paddle
 
 from ..config import ConfigError
-from ..modeling import build_model
 from ..modeling.checkpoint import load_checkpoint
 from .checkpointer import Checkpointer, load_training_state
 from .distributed import data_parallel
@@ -105,13 +104,13 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
                           "set -o Train.amp.enabled=false")
     data = build_train_data(cfg)
     size_heads(cfg, data.num_classes)
-    model = build_model(cfg)
+    step = build_step(cfg, "SimpleStep")
+    model = step.build_model(cfg)  # the step may build a part of the model per process (sharded experts)
     if train_cfg.init_checkpoint and resume_path is None:
         logger.info("%s", load_checkpoint(model, train_cfg.init_checkpoint, strict=False))
     loss_fn = MultiTaskLoss(cfg.Loss, data.tasks)
     scheduler = build_lr_scheduler(cfg.Optimizer.lr, int(train_cfg.max_iter))
     optimizer = build_optimizer(cfg.Optimizer, model, scheduler)
-    step = build_step(cfg, "SimpleStep")
     # a step with `data_parallel = False` averages the gradients over ranks itself (oneforall's TaskMoEStep)
     wrapped = data_parallel(model, find_unused_parameters=cfg.DataLoader.train.mode == "homogeneous") \
         if getattr(step, "data_parallel", True) else model

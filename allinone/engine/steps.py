@@ -2,6 +2,11 @@
 
 A step calls the Trainer's building blocks (see trainer.py); it may hold state (a sub-network sampler, say), which
 `state_dict()` / `set_state_dict()` put into checkpoints. New update rules subclass these.
+
+A step also decides how the model is built (`build_model`) and what a checkpoint holds of the model and optimizer
+(`model_state` / `optimizer_state`, read back by `load_model_state` / `load_optimizer_state`): SimpleStep's are the
+plain ones; oneforall's TaskMoEStep builds each process with only its own tasks' experts and gathers every expert
+into the one checkpoint file.
 """
 import contextlib
 
@@ -27,6 +32,26 @@ class SimpleStep:
 
     def set_state_dict(self, state):
         pass
+
+    def build_model(self, cfg):
+        """The model of `cfg.Model` (called by the engine before the optimizer sees its parameters)."""
+        from ..modeling import build_model
+
+        return build_model(cfg)
+
+    def model_state(self, trainer):
+        """The model part of a checkpoint (a collective call: every rank calls it; rank 0's result is saved)."""
+        return trainer.module.state_dict()
+
+    def optimizer_state(self, trainer):
+        """The optimizer part of a checkpoint (collective, as `model_state`)."""
+        return trainer.optimizer.state_dict()
+
+    def load_model_state(self, trainer, state):
+        trainer.module.set_state_dict(state)
+
+    def load_optimizer_state(self, trainer, state):
+        trainer.optimizer.set_state_dict(state)
 
 
 @STEPS.register()

@@ -207,7 +207,7 @@ class Trainer(TrainerBase):
     def state_dict(self, next_iter):
         """Everything a resumed run needs (see checkpointer.py), to continue at `next_iter`. A collective call:
         every rank must call it, because the data-loader, RNG and step states of all ranks are stored."""
-        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": self.step.model_state(self), "optimizer": self.step.optimizer_state(self),
                 "lr_scheduler": self.scheduler.state_dict(), "iteration": next_iter,
                 "data": pack(self._gather(self.data_loader.state_dict())),
                 "rng": pack(self._gather(capture_rng_state())),
@@ -221,8 +221,8 @@ class Trainer(TrainerBase):
             raise ResumeError(f"{source} was written by {saved_world} process(es) but this run has "
                               f"{self.world_size}: resume with the same number of processes")
         rank = dist.get_rank()
-        self.module.set_state_dict(state["model"])
-        self.optimizer.set_state_dict(state["optimizer"])
+        self.step.load_model_state(self, state["model"])
+        self.step.load_optimizer_state(self, state["optimizer"])
         self.scheduler.set_state_dict(state["lr_scheduler"])
         self.data_loader.set_state_dict(state["data"][rank])
         restore_rng_state(state["rng"][rank])

@@ -228,10 +228,14 @@ def check_segments(segments, batch_size):
         raise ValueError(f"segments {list(segments)} cover {rows} rows but the batch has {batch_size}")
 
 
-def init_linear_and_norm(model):
-    """The ViT family's init of every sublayer: truncated normal(.02) Linear weights, zero biases, unit LayerNorm."""
+def init_linear_and_norm(model, skip=()):
+    """The ViT family's init of every sublayer: truncated normal(.02) Linear weights, zero biases, unit LayerNorm.
+    The layers in `skip` and their sublayers keep their values (they are initialised elsewhere)."""
     trunc_normal, zeros, ones = TruncatedNormal(std=0.02), Constant(0.0), Constant(1.0)
+    kept = {id(layer) for outer in skip for layer in outer.sublayers(include_self=True)}
     for layer in model.sublayers():
+        if id(layer) in kept:
+            continue
         if isinstance(layer, nn.Linear):
             trunc_normal(layer.weight)
             if layer.bias is not None:
