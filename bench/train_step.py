@@ -1,7 +1,8 @@
 """Training-step throughput and peak memory on CPU: the batch-fused forward (one backbone pass over all tasks'
 images, as the original's meta-architecture) beside one backbone pass per task, same model, batch and run; and the
-task-MoE step (oneforall's TaskMoEVisionTransformer + TaskMoEStep: per-task embeddings, gates, hard-gated experts
-with both FFNs run in training) beside the plain ViT's fused step at the same size and batch.
+task-MoE step (oneforall's TaskMoEVisionTransformer + TaskMoEStep: per-task embeddings, gates, hard-gated experts;
+both FFNs run forward in training, the picked one also backward) beside the plain ViT's fused step at the same size
+and batch, and the released formula (both FFNs forward and backward on every row, `MoE-both`) in the same run.
 
     python bench/train_step.py [--rounds 3] [--sizes tiny base] [--full] [--parts fusion moe]
 
@@ -121,14 +122,26 @@ def compare(trainer, rounds):
             for fused, results in runs.items()}
 
 
+MOE_ROWS = (("plain", None), ("task-MoE", "picked"), ("MoE-both", "both"))  # (row name, expert runner)
+
+
 def compare_moe(plain, moe, rounds):
-    """{'plain': (best images/s, peak MB), 'task-MoE': ...}, alternating the two each round (fused forwards)."""
-    for trainer in (plain, moe):
-        measure(trainer, True)
-    runs = {"plain": [], "task-MoE": []}
+    """{row name: (best images/s, peak MB)} of MOE_ROWS: the plain ViT, the task-MoE step with the default expert
+    runner (the unpicked expert of a row runs without autograd) and with the released formula (both experts with
+    autograd on every row), alternating the three each round (fused forwards)."""
+    def run(runner):
+        if runner is None:
+            return measure(plain, True)
+        for block in moe.module.backbone.blocks:
+            block.mlp.expert_runner = runner
+        return measure(moe, True)
+
+    for _, runner in MOE_ROWS:
+        run(runner)
+    runs = {name: [] for name, _ in MOE_ROWS}
     for _ in range(rounds):
-        for name, trainer in (("plain", plain), ("task-MoE", moe)):
-            runs[name].append(measure(trainer, True))
+        for name, runner in MOE_ROWS:
+            runs[name].append(run(runner))
     return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
             for name, results in runs.items()}
 
@@ -157,7 +170,7 @@ def main(argv=None):
     for size in (args.sizes if "moe" in args.parts else []):
         plain, moe, images = build_moe_step(size, args.full)
         results = compare_moe(plain, moe, args.rounds)
-        for name in ("plain", "task-MoE"):
+        for name, _ in MOE_ROWS:
             rate, peak = results[name]
             print(f"{size:<6} {images:>6} {name:<9} {images / rate:>9.4f} {peak:>8.1f} "
                   f"{results['plain'][0] / rate:>8.2f}x", flush=True)
