@@ -50,6 +50,8 @@ def run_picked_experts(x, choice, experts):
     are grouped by pick: per group the picked expert with autograd, the other one under no_grad, then the rows are
     put back in order. Cost: two FFN forwards, one FFN backward (instead of two) per row.
     """
+    if x.shape[0] == 0:
+        return run_both_experts(x, choice, experts)
     picks = (choice[:, SPECIFIC].detach() > 0.5).numpy()  # the one-hot forward value
     shape = [-1] + [1] * (x.ndim - 1)
     outputs, groups = [], []

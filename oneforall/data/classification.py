@@ -42,6 +42,13 @@ class ClassificationTrainDataset(TrainImageDataset):
             raise KeyError(f"train task '{task}': data set {entry['name']} is no classification set (no num_classes)")
         return cls(data_set, build_train_transform(transform or {}), task, batch_mix)
 
+    def check_rank_batch(self, rows):
+        """Each rank's batch must hold whole Mixup/CutMix groups (called when the loader is built)."""
+        if self.batch_mix is not None and rows % self.mix_group_rows:
+            raise ValueError(f"train task '{self.task}': each rank's batch of {rows} rows does not split into "
+                             f"Mixup/CutMix groups of batch_mix.group_rows={self.mix_group_rows} (the global "
+                             f"batch / the number of processes must be a multiple of it)")
+
     @property
     def num_classes(self):
         return self.class_count

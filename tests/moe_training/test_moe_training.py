@@ -21,8 +21,8 @@ SMALL = ["-o", "Train.log_period=1", "-o", "Train.step.gate_log_period=2",
            for arg in ("-o", f"DataLoader.train.tasks.{task}.batch_size=8")]]
 # What makes 1 and 2 processes comparable (see tests/engine/test_distributed.py): per-sample-mean losses only (CE,
 # no triplet), no BN neck, no drop path, the shuffling TrainingSampler, and the deterministic soft gate (the hard
-# gate's Gumbel noise is drawn per rank). Mixup/CutMix stays on: it mixes groups of 4 rows of the global batch
-# (each rank's 4 ImageNet rows on 2 processes), the same on any number of processes.
+# gate's Gumbel noise is drawn per rank). Mixup/CutMix stays on: it mixes groups of 2 rows of the global batch of 8
+# (whole groups on each of 1, 2 or 4 processes), the same on any number of processes.
 
 
 def comparable_config(path, *overrides):
@@ -30,7 +30,7 @@ def comparable_config(path, *overrides):
     from allinone.config import load_config
 
     cfg = load_config(TINY, [*(o for o in SMALL if o != "-o"), "Train.max_iter=4", "Train.checkpoint_period=0",
-                             "Model.backbone.gate=soft", "DataLoader.train.tasks.task6.batch_mix.group_rows=4",
+                             "Model.backbone.gate=soft", "DataLoader.train.tasks.task6.batch_mix.group_rows=2",
                              *overrides])
     for task in ("person", "veri"):
         cfg.Loss[task] = [{"name": "CrossEntropyLoss"}]
