@@ -18,7 +18,8 @@ TINY = os.path.join(ROOT, "configs", "oneforall", "tiny_taskmoe_train.yaml")
 RECIPE = os.path.join(ROOT, "configs", "oneforall", "vithuge_taskmoe_24tasks.yaml")
 SMALL = ["-o", "Train.log_period=1", "-o", "Train.step.gate_log_period=2",
          *[arg for task in ("face", "person", "veri", "task6", "task18")
-           for arg in ("-o", f"DataLoader.train.tasks.{task}.batch_size=8")]]
+           for arg in ("-o", f"DataLoader.train.tasks.{task}.batch_size=8")],
+         "-o", "DataLoader.train.tasks.task6.batch_mix.group_rows=4"]  # whole Mixup groups on 1 or 2 processes
 # What makes 1 and 2 processes comparable (see tests/engine/test_distributed.py): per-sample-mean losses only (CE,
 # no triplet), no BN neck, no drop path, the shuffling TrainingSampler, and the deterministic soft gate (the hard
 # gate's Gumbel noise is drawn per rank). Mixup/CutMix stays on: it mixes groups of 2 rows of the global batch of 8
