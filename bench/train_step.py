@@ -1,9 +1,10 @@
 """Training-step throughput and peak memory on CPU: the batch-fused forward (one backbone pass over all tasks'
 images, as the original's meta-architecture) beside one backbone pass per task, same model, batch and run; and the
-task-MoE step (oneforall's TaskMoEVisionTransformer + TaskMoEStep: per-task embeddings, gates, hard-gated experts
-with both FFNs run in training) beside the plain ViT's fused step at the same size and batch.
+task-MoE step (oneforall's TaskMoEVisionTransformer + TaskMoEStep: per-task embeddings, gates, hard-gated experts;
+both FFNs run forward in training, the picked one also backward) beside the plain ViT's fused step at the same size
+and batch, and the released formula (both FFNs forward and backward on every row, `MoE-both`) in the same run.
 
-    python bench/train_step.py [--rounds 3] [--sizes tiny base] [--full] [--parts fusion moe]
+    python bench/train_step.py [--rounds 3] [--sizes tiny base] [--full] [--parts fusion moe] [--phases]
 
 tiny = tiny_demo.yaml (ViT dim 64, depth 2, 32x32, 16 images per task); base = ViT-Base at 64x64, 8 images per
 task (--full: 384x384 and the recipe's per-GPU batch 128/64/64/64 of 8 ranks, for GPU machines). Each step is the
@@ -121,16 +122,65 @@ def compare(trainer, rounds):
             for fused, results in runs.items()}
 
 
+MOE_ROWS = (("plain", None), ("task-MoE", "picked"), ("MoE-both", "both"))  # (row name, expert runner)
+
+
 def compare_moe(plain, moe, rounds):
-    """{'plain': (best images/s, peak MB), 'task-MoE': ...}, alternating the two each round (fused forwards)."""
-    for trainer in (plain, moe):
-        measure(trainer, True)
-    runs = {"plain": [], "task-MoE": []}
+    """{row name: (best images/s, peak MB)} of MOE_ROWS: the plain ViT, the task-MoE step with the default expert
+    runner (the unpicked expert of a row runs without autograd) and with the released formula (both experts with
+    autograd on every row), alternating the three each round (fused forwards)."""
+    def run(runner):
+        if runner is None:
+            return measure(plain, True)
+        for block in moe.module.backbone.blocks:
+            block.mlp.expert_runner = runner
+        return measure(moe, True)
+
+    for _, runner in MOE_ROWS:
+        run(runner)
+    runs = {name: [] for name, _ in MOE_ROWS}
     for _ in range(rounds):
-        for name, trainer in (("plain", plain), ("task-MoE", moe)):
-            runs[name].append(measure(trainer, True))
+        for name, runner in MOE_ROWS:
+            runs[name].append(run(runner))
     return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
             for name, results in runs.items()}
+
+
+def phase_times(trainer):
+    """(forward, backward, update) seconds of one step of `trainer` (a plain SimpleStep or a one-process
+    TaskMoEStep, whose step is the same three phases plus zero gradients for unused parameters)."""
+    from oneforall.moe_training import TaskMoEStep, give_zero_gradients
+
+    step = trainer.step
+    if isinstance(step, TaskMoEStep) and not step.ready:
+        step.setup(trainer)
+    batch = trainer.next_batch()
+    start = time.perf_counter()
+    losses = trainer.forward_losses(batch)
+    forward = time.perf_counter()
+    trainer.backward(losses)
+    backward = time.perf_counter()
+    if isinstance(step, TaskMoEStep):
+        give_zero_gradients(step.params)
+    trainer.update()
+    return forward - start, backward - forward, time.perf_counter() - backward
+
+
+def compare_moe_phases(plain, moe, rounds):
+    """{row name: best (forward, backward, update) seconds} of MOE_ROWS, alternating like `compare_moe`."""
+    def run(runner):
+        if runner is not None:
+            for block in moe.module.backbone.blocks:
+                block.mlp.expert_runner = runner
+        return phase_times(plain if runner is None else moe)
+
+    for _, runner in MOE_ROWS:
+        run(runner)
+    runs = {name: [] for name, _ in MOE_ROWS}
+    for _ in range(rounds):
+        for name, runner in MOE_ROWS:
+            runs[name].append(run(runner))
+    return {name: tuple(min(times[i] for times in results) for i in range(3)) for name, results in runs.items()}
 
 
 def main(argv=None):
@@ -140,6 +190,8 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="base at 384x384 with the recipe's per-GPU batch")
     parser.add_argument("--parts", nargs="+", default=["fusion", "moe"], choices=["fusion", "moe"],
                         help="fusion: fused vs per-task forward; moe: task-MoE step vs the plain ViT step")
+    parser.add_argument("--phases", action="store_true",
+                        help="with moe: also each step's forward / backward / update times (best of the rounds)")
     args = parser.parse_args(argv)
     paddle.set_device("cpu")
     print(f"CPU, {THREADS} thread(s), paddle {paddle.__version__}, best of {args.rounds} alternating step(s) per row")
@@ -157,10 +209,14 @@ def main(argv=None):
     for size in (args.sizes if "moe" in args.parts else []):
         plain, moe, images = build_moe_step(size, args.full)
         results = compare_moe(plain, moe, args.rounds)
-        for name in ("plain", "task-MoE"):
+        for name, _ in MOE_ROWS:
             rate, peak = results[name]
             print(f"{size:<6} {images:>6} {name:<9} {images / rate:>9.4f} {peak:>8.1f} "
                   f"{results['plain'][0] / rate:>8.2f}x", flush=True)
+        if args.phases:
+            for name, times in compare_moe_phases(plain, moe, args.rounds).items():
+                print(f"{size:<6} {name:<9} forward {times[0]:.4f} s, backward {times[1]:.4f} s, update "
+                      f"{times[2]:.4f} s, sum {sum(times):.4f} s", flush=True)
     return 0
 
 

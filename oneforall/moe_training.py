@@ -7,9 +7,14 @@ experts it owns and every rank runs collective calls inside the forward and back
 would all-reduce gradient buckets while those calls are still in flight, in an order that differs between ranks.
 So this step runs without DataParallel (`data_parallel = False`) and, after the backward pass, all-reduces every
 gradient itself in a fixed order and divides by the world size: every gradient is the global mean over ranks of
-the per-rank loss sums, as in the original's MoE trainer. Parameters a rank did not use take part with a zero
-gradient (a zero-weighted term of the loss puts them in the graph). The step also broadcasts rank 0's replicated
-parameters at the first step and can initialise the backbone from a plain ViT (`init_checkpoint`).
+the per-rank loss sums, as in the original's MoE trainer. The step also broadcasts rank 0's replicated parameters at
+the first step and can initialise the backbone from a plain ViT (`init_checkpoint`).
+
+Every trainable parameter a rank holds gets a gradient tensor at every update, zeros if it was not used (an expert
+none of the rows picked): the original's formula multiplied an unpicked expert by 0, which gave it a zero gradient,
+so its weight decay applied; Paddle's optimizer skips a parameter whose gradient is None. `num_passes` > 1
+accumulates: the batch is cut into that many sub-batches (each task's rows in order), one forward/backward each with
+the losses weighted 1 / num_passes, one gradient reduction and one update at the end.
 
 With expert parallelism over several processes the model is sharded (`build_model`): a rank holds the specific
 experts and gates of only its own tasks. Their gradients are averaged over the task's owners only (divided by the
@@ -26,7 +31,7 @@ import paddle.distributed as dist
 
 from allinone.engine.checkpointer import ResumeError
 from allinone.engine.hooks import EvalHook
-from allinone.engine.steps import SimpleStep, count_images
+from allinone.engine.steps import SimpleStep, count_images, split_batch
 from allinone.registry import STEPS
 
 from . import gate as gates
@@ -135,6 +140,14 @@ def sum_task_over_world(params, size, dtype, world_size):
             offset += grad.size
 
 
+def give_zero_gradients(params):
+    """A zero gradient tensor for every parameter of `params` that has none (not in this update's graph), so the
+    optimizer applies its weight decay to it as to every other parameter."""
+    for param in params:
+        if param.grad is None:
+            param.grad = paddle.zeros_like(param)
+
+
 def broadcast_state(model, replicated_only=False):
     """Every parameter and buffer of rank 0 to all ranks (what paddle.DataParallel does at construction), so the
     ranks start equal whatever each one's initialisation drew. Called at the first step (after a resume too: the
@@ -155,13 +168,19 @@ class TaskMoEStep(SimpleStep):
     (`TaskRankMap`; every n_k must divide the world size). `expert_parallel: false` keeps every expert on every rank
     (plain data parallel, for comparison). `gate_log_period` (0 = off): every that many iterations, and at the
     first, the storage gets scalars `gate/<task>/block<b>` (P(specific)) and an image `gates` (a heat map).
+    `num_passes` (default 1): forward/backward passes per update, each on a slice of every task's rows (gradient
+    accumulation; the same update as one pass for per-sample-mean losses when every task's rows split evenly).
     """
 
     data_parallel = False  # allinone.engine.build: do not wrap the model in paddle.DataParallel
 
-    def __init__(self, ranks_per_task=None, expert_parallel=True, gate_log_period=100, init_checkpoint=None):
+    def __init__(self, ranks_per_task=None, expert_parallel=True, gate_log_period=100, init_checkpoint=None,
+                 num_passes=1):
         self.ranks_per_task, self.init_checkpoint = dict(ranks_per_task or {}), init_checkpoint
         self.expert_parallel, self.gate_log_period = bool(expert_parallel), int(gate_log_period)
+        if isinstance(num_passes, bool) or int(num_passes) != num_passes or num_passes < 1:
+            raise ValueError(f"Train.step.num_passes must be a positive integer, got {num_passes!r}")
+        self.num_passes = int(num_passes)
         self.ready = False
         self.rank_map = None  # a TaskRankMap when the model is sharded over the processes
         self.owner_groups = {}  # {task: process group of its owners} (oneforall.expert_parallel.owner_groups)
@@ -281,14 +300,15 @@ class TaskMoEStep(SimpleStep):
         if not self.ready:
             self.setup(trainer)
         batch = trainer.next_batch()
-        losses = trainer.forward_losses(batch)
-        averaged = trainer.check_losses(losses)
-        if self.world_size > 1:  # every parameter in the graph, so each rank has a gradient to all-reduce
-            anchor = paddle.add_n([param.sum() for param in self.params]) * 0.0
-            trainer.backward({**losses, ("", "zero_anchor"): anchor})
-            self.reduce_gradients(trainer)
-        else:
-            trainer.backward(losses)
+        parts = split_batch(batch, self.num_passes) if self.num_passes > 1 else [batch]
+        averaged = {}
+        for part in parts:
+            losses = trainer.forward_losses(part)
+            for key, value in trainer.check_losses(losses).items():
+                averaged[key] = averaged.get(key, 0.0) + value / len(parts)
+            trainer.backward(losses, weight=1.0 / len(parts))
+        give_zero_gradients(self.params)
+        self.reduce_gradients(trainer)
         trainer.update()
         trainer.record_losses(averaged, count_images(batch))
         if self.gate_log_period and trainer.iter % self.gate_log_period == 0:

@@ -87,7 +87,12 @@ class TaskMoEMlp(nn.Layer):
     `gates[task]` ([1, 2] logits). Input rows are grouped by task through `segments`.
 
     `held_tasks` (default all): the tasks whose expert and gate this process holds (see the module doc); `seed`:
-    the expert seed of this block (default drawn from paddle's stream)."""
+    the expert seed of this block (default drawn from paddle's stream). `expert_runner` (a key of
+    `gate.EXPERT_RUNNERS`): how a hard-gated training forward runs the two experts; 'picked' (default) gives the
+    released formula's values and gradients with one expert backward per row, 'both' is that formula itself (both
+    experts with autograd on every row, for comparison)."""
+
+    expert_runner = "picked"
 
     def __init__(self, dim, hidden_dim, drop=0.0, tasks=(), tau=5.0, gate="hard", train_common_expert=False,
                  held_tasks=None, seed=None):
@@ -141,11 +146,8 @@ class TaskMoEMlp(nn.Layer):
             return self.common_expert(x) * weights[0, 0] + specific(x) * weights[0, 1]
         if not self.training:  # one-hot gate: the output is exactly the picked expert's
             return specific(x) if gates.eval_pick(logits, self.tau) == gates.SPECIFIC else self.common_expert(x)
-        rows = x.shape[0]
-        choice = gates.hard_choice(logits.tile([rows, 1]), self.tau, training=True)  # rows, 2 (fresh noise per row)
-        shape = [rows] + [1] * (x.ndim - 1)
-        return (self.common_expert(x) * choice[:, 0].reshape(shape)
-                + specific(x) * choice[:, 1].reshape(shape))
+        choice = gates.hard_choice(logits.tile([x.shape[0], 1]), self.tau, training=True)  # n, 2 (noise per row)
+        return gates.EXPERT_RUNNERS[self.expert_runner](x, choice, (self.common_expert, specific))
 
     def picks(self):
         """{task: 'common' | 'specific'}: what an eval forward uses in this block."""

@@ -91,7 +91,8 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
     images); it is built with `from_config(task, root, **dataset args)`. Any class works that has `__len__`,
     `__getitem__((index, seed))` returning a sample dict (all its randomness drawn from `seed`), `targets` (one label
     per item, for the samplers), `num_classes`, and optionally `collate(samples)` (default: `common.collate`, which
-    stacks arrays; a detection set keeps ragged boxes as lists). `batch_size` is the task's global batch; `sampler` a
+    stacks arrays; a detection set keeps ragged boxes as lists) and `check_rank_batch(rows)` (raises when its collate
+    cannot take batches of that many rows per rank). `batch_size` is the task's global batch; `sampler` a
     SAMPLERS entry (default TrainingSampler); task k shuffles with its own RNG seeded `seed + k`, and augments each
     sample from a seed of (`seed`, k, the sample's position in the task's stream), see `RankBatches`.
     """
@@ -111,6 +112,8 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
                                  batch_size=int(spec["batch_size"]), world_size=world_size, seed=seed + position)
         batches = RankBatches(sampler, rank, world_size, seed=seed, task=position)
+        if hasattr(dataset, "check_rank_batch"):  # an error now, not inside the loader's thread (which would hang)
+            dataset.check_rank_batch(batches.per_rank)
         loaders[task] = TaskLoader(dataset, batches, spec.get("num_workers", num_workers))
     return MultiTaskTrainLoader(loaders, mode)
 

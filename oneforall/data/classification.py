@@ -5,23 +5,32 @@ import numpy as np
 from allinone.data.common import TrainImageDataset, collate
 from allinone.registry import DATASETS, TRAIN_DATASETS
 
-from .mixup import MixupCutmix
+from .mixup import MixupCutmix, mix_groups
 
 
 @TRAIN_DATASETS.register()
 class ClassificationTrainDataset(TrainImageDataset):
     """`targets` = the set's labels; `num_classes` = the set's class count. One data set per task.
 
-    With `batch_mix` (`{mixup_alpha, cutmix_alpha, cutmix_prob}`) each rank's batch is mixed after collation
-    (`MixupCutmix`) and `targets` become soft [b, C] float32 (use `SoftTargetCrossEntropyLoss`); the mix draws
-    from a generator seeded by the batch's sample seeds, so resuming and any number of loader workers mix alike.
+    With `batch_mix` (`{group_rows, mixup_alpha, cutmix_alpha, cutmix_prob, prob}`) the batch is mixed after
+    collation, each consecutive `group_rows` rows of the task's global batch on their own (`mixup.mix_groups`:
+    the same mixing for any number of processes), and `targets` become soft [b, C] float32 (use
+    `SoftTargetCrossEntropyLoss`).
     """
 
     def __init__(self, dataset, transform, task, batch_mix=None):
         super().__init__([(dataset.dataset_name, dataset.train)], transform, task)
         self.targets = np.array([label for _, label, _ in dataset.train], dtype=np.int64)
         self.class_count = int(dataset.num_classes)
-        self.batch_mix = MixupCutmix(self.class_count, **batch_mix) if batch_mix else None
+        self.batch_mix, self.mix_group_rows = None, None
+        if batch_mix:
+            options = dict(batch_mix)
+            group_rows = options.pop("group_rows", None)
+            if not isinstance(group_rows, int) or isinstance(group_rows, bool) or group_rows < 1:
+                raise KeyError(f"train task '{task}': batch_mix needs group_rows, a positive integer: how many "
+                               f"consecutive rows of the global batch are mixed together (the released recipe: 24, "
+                               f"its per-GPU ImageNet batch); got {group_rows!r}")
+            self.batch_mix, self.mix_group_rows = MixupCutmix(self.class_count, **options), group_rows
 
     @classmethod
     def from_config(cls, task, root, dataset, transform=None, batch_mix=None):
@@ -32,6 +41,13 @@ class ClassificationTrainDataset(TrainImageDataset):
         if not hasattr(data_set, "num_classes"):
             raise KeyError(f"train task '{task}': data set {entry['name']} is no classification set (no num_classes)")
         return cls(data_set, build_train_transform(transform or {}), task, batch_mix)
+
+    def check_rank_batch(self, rows):
+        """Each rank's batch must hold whole Mixup/CutMix groups (called when the loader is built)."""
+        if self.batch_mix is not None and rows % self.mix_group_rows:
+            raise ValueError(f"train task '{self.task}': each rank's batch of {rows} rows does not split into "
+                             f"Mixup/CutMix groups of batch_mix.group_rows={self.mix_group_rows} (the global "
+                             f"batch / the number of processes must be a multiple of it)")
 
     @property
     def num_classes(self):
@@ -47,6 +63,6 @@ class ClassificationTrainDataset(TrainImageDataset):
         batch = collate(samples)
         seeds = batch.pop("seed")
         if self.batch_mix is not None:
-            rng = np.random.RandomState(np.random.SeedSequence([int(s) for s in seeds]).generate_state(4))
-            batch["images"], batch["targets"], _ = self.batch_mix(batch["images"], batch["targets"], rng)
+            batch["images"], batch["targets"], _ = mix_groups(self.batch_mix, batch["images"], batch["targets"], seeds,
+                                                              self.mix_group_rows, where=f"train task '{self.task}'")
         return batch

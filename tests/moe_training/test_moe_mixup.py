@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
-from oneforall.data.mixup import MixupCutmix
+from oneforall.data.mixup import MixupCutmix, group_generator, mix_groups
 from oneforall.losses import SoftTargetCrossEntropyLoss
 
 
@@ -72,7 +72,7 @@ def test_imagenet_task_loader_mixes_every_batch_reproducibly(oneforall_root, tra
 
     tasks = {"task6": {"type": "ClassificationTrainDataset", "dataset": "ImageNet1kBD", "batch_size": 4,
                        "transform": {"size": [16, 16], "autoaug_prob": 0.0, "erasing_prob": 0.0},
-                       "batch_mix": {"mixup_alpha": 1.0, "cutmix_alpha": 0.8, "cutmix_prob": 0.5}},
+                       "batch_mix": {"group_rows": 4, "mixup_alpha": 1.0, "cutmix_alpha": 0.8, "cutmix_prob": 0.5}},
              "task18": {"type": "ClassificationTrainDataset", "dataset": "CIFAR10", "batch_size": 2,
                         "transform": {"size": [16, 16]}}}
     loader = train_loader(tasks, root=oneforall_root, seed=3)
@@ -92,3 +92,59 @@ def test_imagenet_task_loader_mixes_every_batch_reproducibly(oneforall_root, tra
         got = next(resumed)
         np.testing.assert_array_equal(np.asarray(got["task6"]["images"]), np.asarray(expected["task6"]["images"]))
         np.testing.assert_array_equal(np.asarray(got["task6"]["targets"]), np.asarray(expected["task6"]["targets"]))
+
+
+def test_groups_are_mixed_on_their_own_from_their_own_seeds():
+    """Rows in groups of 3: each group is what MixupCutmix does to it alone with the generator of its seeds, so a
+    batch cut at group boundaries (one rank's share) mixes exactly as the whole batch."""
+    data = np.random.RandomState(7)
+    images = data.normal(size=(9, 3, 8, 8)).astype(np.float32)
+    labels, seeds = data.randint(0, 4, 9), data.randint(0, 2 ** 62, 9)
+    mixer = MixupCutmix(4)
+    mixed, targets, ops = mix_groups(mixer, images, labels, seeds, 3)
+    assert len(ops) == 3 and targets.shape == (9, 4)
+    for start in (0, 3, 6):
+        rows = slice(start, start + 3)
+        alone = mixer(images[rows], labels[rows], group_generator(seeds[rows]))
+        np.testing.assert_array_equal(mixed[rows], alone[0])
+        np.testing.assert_array_equal(targets[rows], alone[1])
+        ref_images, ref_targets, _ = reference(images[rows], labels[rows], 4, np.random.SeedSequence(
+            [int(s) for s in seeds[rows]]).generate_state(4))
+        np.testing.assert_allclose(mixed[rows], ref_images, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(targets[rows], ref_targets, rtol=1e-6, atol=1e-7)
+    part = mix_groups(mixer, images[3:], labels[3:], seeds[3:], 3)
+    np.testing.assert_array_equal(part[0], mixed[3:])
+    with pytest.raises(ValueError, match="group_rows=4"):
+        mix_groups(mixer, images, labels, seeds, 4)
+
+
+def imagenet_task(group_rows):
+    return {"task6": {"type": "ClassificationTrainDataset", "dataset": "ImageNet1kBD", "batch_size": 8,
+                      "transform": {"size": [16, 16], "autoaug_prob": 0.0, "erasing_prob": 0.0},
+                      "batch_mix": {"group_rows": group_rows, "mixup_alpha": 1.0, "cutmix_alpha": 0.8,
+                                    "cutmix_prob": 0.5}}}
+
+
+def test_two_ranks_mix_their_shares_exactly_as_one_process_mixes_the_global_batch(oneforall_root, train_loader):
+    import oneforall.data  # noqa: F401  (ClassificationTrainDataset)
+
+    one = train_loader(imagenet_task(4), root=oneforall_root, seed=1, rank=0, world_size=1)
+    ranks = [train_loader(imagenet_task(4), root=oneforall_root, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(3):
+        whole = next(one)["task6"]
+        shares = [next(loader)["task6"] for loader in ranks]
+        for key in ("images", "targets"):
+            np.testing.assert_array_equal(np.concatenate([np.asarray(share[key]) for share in shares]),
+                                          np.asarray(whole[key]), err_msg=key)
+        assert not np.allclose(np.asarray(whole["targets"]).max(axis=1), 1.0)  # really mixed
+    with pytest.raises(ValueError, match="group_rows=8"):  # 4 rows per rank: at build, not in the loader thread
+        train_loader(imagenet_task(8), root=oneforall_root, seed=1, rank=0, world_size=2)
+
+
+def test_batch_mix_without_group_rows_is_an_error(oneforall_root, train_loader):
+    import oneforall.data  # noqa: F401
+
+    tasks = imagenet_task(4)
+    del tasks["task6"]["batch_mix"]["group_rows"]
+    with pytest.raises(KeyError, match="group_rows"):
+        train_loader(tasks, root=oneforall_root)

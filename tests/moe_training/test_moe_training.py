@@ -18,18 +18,21 @@ TINY = os.path.join(ROOT, "configs", "oneforall", "tiny_taskmoe_train.yaml")
 RECIPE = os.path.join(ROOT, "configs", "oneforall", "vithuge_taskmoe_24tasks.yaml")
 SMALL = ["-o", "Train.log_period=1", "-o", "Train.step.gate_log_period=2",
          *[arg for task in ("face", "person", "veri", "task6", "task18")
-           for arg in ("-o", f"DataLoader.train.tasks.{task}.batch_size=8")]]
+           for arg in ("-o", f"DataLoader.train.tasks.{task}.batch_size=8")],
+         "-o", "DataLoader.train.tasks.task6.batch_mix.group_rows=4"]  # whole Mixup groups on 1 or 2 processes
 # What makes 1 and 2 processes comparable (see tests/engine/test_distributed.py): per-sample-mean losses only (CE,
-# no triplet), no BN neck, no drop path, the shuffling TrainingSampler, no Mixup (each rank mixes its own rows), and
-# the deterministic soft gate (the hard gate's Gumbel noise is drawn per rank).
+# no triplet), no BN neck, no drop path, the shuffling TrainingSampler, and the deterministic soft gate (the hard
+# gate's Gumbel noise is drawn per rank). Mixup/CutMix stays on: it mixes groups of 2 rows of the global batch of 8
+# (whole groups on each of 1, 2 or 4 processes), the same on any number of processes.
 
 
-def comparable_config(path):
+def comparable_config(path, *overrides):
     """The tiny config made comparable between 1 and 2 processes (above), written to `path`."""
     from allinone.config import load_config
 
     cfg = load_config(TINY, [*(o for o in SMALL if o != "-o"), "Train.max_iter=4", "Train.checkpoint_period=0",
-                             "Model.backbone.gate=soft", "DataLoader.train.tasks.task6.batch_mix.prob=0.0"])
+                             "Model.backbone.gate=soft", "DataLoader.train.tasks.task6.batch_mix.group_rows=2",
+                             *overrides])
     for task in ("person", "veri"):
         cfg.Loss[task] = [{"name": "CrossEntropyLoss"}]
         cfg.DataLoader.train.tasks[task]["sampler"] = {"name": "TrainingSampler"}
@@ -129,6 +132,67 @@ def test_common_expert_stays_while_specific_experts_and_gates_move(demo_root, tm
     assert oneforall_gate_table(trainer)[4, 1] == pytest.approx(expected, rel=1e-5)
 
 
+def trained_parameters(trainer):
+    trainer.train()
+    return {key: value.numpy().copy() for key, value in trainer.module.state_dict().items()}
+
+
+def test_unpicked_experts_decay_as_with_the_released_formula(demo_root, tmp_path, monkeypatch):
+    """Task veri's gates pick the common FFN on every row (logits [60, 0] against Gumbel noise of at most +-12), so
+    its specific experts are in no graph. The released formula (0 x expert) gave them zero gradients, and weight
+    decay shrank them; the default runner must do the same: the parameters after an update equal the formula's run
+    (one update: the rows are summed in another order, and in this config (CosFace, triplet, BN necks) that
+    rounding grows to 1e-5 by the second update)."""
+    monkeypatch.setenv("FASTREID_DATASETS", demo_root)
+    runs = {}
+    for runner in ("both", "picked"):
+        paddle.seed(0)
+        trainer = build_tiny_trainer(demo_root, str(tmp_path / runner), "Train.max_iter=1",
+                                     "Optimizer.weight_decay=0.5", "Optimizer.lr.warmup_fraction=0.0")
+        for block in trainer.module.backbone.blocks:
+            block.mlp.expert_runner = runner
+            block.mlp.gates["veri"].set_value(paddle.to_tensor([[60.0, 0.0]]))
+        before = {key: value.numpy().copy() for key, value in trainer.module.state_dict().items()}
+        runs[runner] = trained_parameters(trainer)
+    unused = [key for key in before if ".specific_experts.veri." in key]
+    assert len(unused) == 8
+    for key in (key for key in unused if key.endswith("weight")):  # decayed: w <- w - lr * wd * w
+        assert np.abs(runs["picked"][key]).sum() < 0.99 * np.abs(before[key]).sum(), key
+    for key in before:
+        np.testing.assert_allclose(runs["picked"][key], runs["both"][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_two_passes_per_update_reach_the_parameters_of_one_pass(demo_root, tmp_path, monkeypatch):
+    """Gradient accumulation: each task's 8 rows as 2 passes of 4 (losses weighted 1/2, one update) = 1 pass of 8,
+    on the comparable config (per-sample-mean losses, soft gate, Mixup on: it mixes before the batch is cut)."""
+    import oneforall.moe_training  # noqa: F401  (registrations)
+    from allinone.config import load_config
+    from allinone.engine.build import build_trainer
+
+    monkeypatch.setenv("FASTREID_DATASETS", demo_root)
+    config = comparable_config(tmp_path / "comparable.yaml", "Train.max_iter=3")
+    runs = {}
+    for passes in (1, 2):
+        paddle.seed(0)
+        trainer = build_trainer(load_config(config, [f"Global.output_dir={tmp_path / str(passes)}",
+                                                     f"Train.step.num_passes={passes}"]))
+        assert trainer.step.num_passes == passes
+        runs[passes] = trained_parameters(trainer)
+        losses = trainer.storage.history("total_loss")
+        runs[passes, "loss"] = [value for _, value in losses]
+    np.testing.assert_allclose(runs[2, "loss"], runs[1, "loss"], rtol=1e-5)
+    for key in runs[1]:
+        np.testing.assert_allclose(runs[2][key], runs[1][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_num_passes_must_be_a_positive_integer():
+    from oneforall.moe_training import TaskMoEStep
+
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="num_passes"):
+            TaskMoEStep(num_passes=bad)
+
+
 def oneforall_gate_table(trainer):
     from oneforall.moe_training import gate_table
 
@@ -215,6 +279,8 @@ def test_recipe_batches_are_heterogeneous_over_all_24_tasks(oneforall_root, trai
         spec["transform"] = {"size": [16, 16], "autoaug_prob": 0.0}
         if spec.get("sampler", {}).get("name") == "IdentitySampler":
             spec["sampler"] = {"name": "IdentitySampler", "num_instances": 2}
+        if "batch_mix" in spec:
+            spec["batch_mix"]["group_rows"] = 4
     loader = train_loader(tasks, root=oneforall_root)
     batch = next(loader)
     assert list(batch) == list(tasks)
