@@ -136,14 +136,21 @@ def compare_moe(plain, moe, rounds):
             block.mlp.expert_runner = runner
         return measure(moe, True)
 
+    runs = alternate_rows(run, rounds)
+    return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
+            for name, results in runs.items()}
+
+
+def alternate_rows(run, rounds):
+    """{row name: [run(runner) per round]} of MOE_ROWS: one warm-up call each, then the rows alternate every round,
+    so load on a shared machine hits them alike."""
     for _, runner in MOE_ROWS:
         run(runner)
     runs = {name: [] for name, _ in MOE_ROWS}
     for _ in range(rounds):
         for name, runner in MOE_ROWS:
             runs[name].append(run(runner))
-    return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
-            for name, results in runs.items()}
+    return runs
 
 
 def phase_times(trainer):
@@ -174,12 +181,7 @@ def compare_moe_phases(plain, moe, rounds):
                 block.mlp.expert_runner = runner
         return phase_times(plain if runner is None else moe)
 
-    for _, runner in MOE_ROWS:
-        run(runner)
-    runs = {name: [] for name, _ in MOE_ROWS}
-    for _ in range(rounds):
-        for name, runner in MOE_ROWS:
-            runs[name].append(run(runner))
+    runs = alternate_rows(run, rounds)
     return {name: tuple(min(times[i] for times in results) for i in range(3)) for name, results in runs.items()}
 
 

@@ -42,3 +42,24 @@ def train_loader():
     yield build
     for loader in opened:
         loader.close()
+
+
+@pytest.fixture
+def launch(tmp_path):
+    """`launch(script, *args, pythonpath=())`: run `script` under Paddle's launcher as 2 CPU processes (gloo), one
+    thread each, outside any launched job the tests themselves run in; fails the test with the workers' logs when
+    the launch fails. Returns the CompletedProcess."""
+    import subprocess
+
+    def run(script, *args, pythonpath=()):
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PADDLE_")}
+        env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([ROOT, *map(str, pythonpath)]))
+        log_dir = tmp_path / "launch_log"
+        result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                                 "--log_dir", str(log_dir), str(script), *map(str, args)],
+                                cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+        logs = "".join(p.read_text() for p in log_dir.glob("*") if p.is_file()) if log_dir.is_dir() else ""
+        assert result.returncode == 0, (result.stdout + result.stderr + logs)[-4000:]
+        return result
+
+    return run

@@ -2,14 +2,11 @@
 of a batch, and outputs, input gradients, parameter gradients (summed over ranks) and running statistics equal those
 of one process running plain BatchNorm2D on the whole batch."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 WORKER = """
@@ -63,15 +60,9 @@ def run(model, images, weights):
     return out
 
 
-def test_two_processes_normalise_like_one_process_on_the_whole_batch(tmp_path):
+def test_two_processes_normalise_like_one_process_on_the_whole_batch(tmp_path, launch):
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PADDLE_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([ROOT, HERE]))
-    run_ = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                           str(tmp_path / "log"), str(tmp_path / "worker.py"), str(tmp_path / "out")],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    logs = "".join(p.read_text() for p in (tmp_path / "log").glob("*") if p.is_file())
-    assert run_.returncode == 0, (run_.stdout + run_.stderr + logs)[-4000:]
+    launch(tmp_path / "worker.py", tmp_path / "out", pythonpath=[HERE])
 
     images, weights = inputs()
     expected = run(build(), images, weights)

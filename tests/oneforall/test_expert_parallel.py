@@ -1,8 +1,6 @@
 """Expert parallelism: the task -> ranks mapping, and 2 real CPU processes (Paddle's launcher, gloo) that give the
 outputs and the (summed) gradients of one process on the same rows."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -12,7 +10,6 @@ from oneforall_tools import build_moe, load_reference_config, original_rank_stat
 from oneforall.expert_parallel import TaskRankMap
 from oneforall.moe_checkpoint import convert_original_ranks
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERE = os.path.dirname(os.path.abspath(__file__))
 # rows of each rank, in row order: different layouts and sizes on the two ranks
 LAYOUTS = [(("face", 3), ("person", 1)), (("veri", 2), ("person", 1))]
@@ -89,15 +86,9 @@ def test_task_rank_map_routes_like_the_original_and_checks_divisibility():
         TaskRankMap(["face", "person"], 4, {"person": 3})
 
 
-def test_two_processes_equal_one(tmp_path):
+def test_two_processes_equal_one(tmp_path, launch):
     (tmp_path / "worker.py").write_text(WORKER)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PADDLE_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([ROOT, HERE]))
-    run = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                          str(tmp_path / "log"), str(tmp_path / "worker.py"), str(tmp_path / "out")],
-                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    logs = "".join(p.read_text() for p in (tmp_path / "log").glob("*") if p.is_file())
-    assert run.returncode == 0, (run.stdout + run.stderr + logs)[-4000:]
+    launch(tmp_path / "worker.py", tmp_path / "out", pythonpath=[HERE])
 
     model = build_model()
     parts = [rank_inputs(rank) for rank in range(2)]
