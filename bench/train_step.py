@@ -129,21 +129,22 @@ def compare_moe(plain, moe, rounds):
     """{row name: (best images/s, peak MB)} of MOE_ROWS: the plain ViT, the task-MoE step with the default expert
     runner (the unpicked expert of a row runs without autograd) and with the released formula (both experts with
     autograd on every row), alternating the three each round (fused forwards)."""
-    def run(runner):
-        if runner is None:
-            return measure(plain, True)
-        for block in moe.module.backbone.blocks:
-            block.mlp.expert_runner = runner
-        return measure(moe, True)
-
-    runs = alternate_rows(run, rounds)
+    runs = alternate_rows(plain, moe, lambda trainer: measure(trainer, True), rounds)
     return {name: (max(rate for rate, _ in results), max(peak for _, peak in results))
             for name, results in runs.items()}
 
 
-def alternate_rows(run, rounds):
-    """{row name: [run(runner) per round]} of MOE_ROWS: one warm-up call each, then the rows alternate every round,
-    so load on a shared machine hits them alike."""
+def alternate_rows(plain, moe, timed, rounds):
+    """{row name: [timed(trainer) per round]} of MOE_ROWS (the plain trainer, or the task-MoE one with the row's
+    expert runner): one warm-up call each, then the rows alternate every round, so load on a shared machine hits
+    them alike."""
+    def run(runner):
+        if runner is None:
+            return timed(plain)
+        for block in moe.module.backbone.blocks:
+            block.mlp.expert_runner = runner
+        return timed(moe)
+
     for _, runner in MOE_ROWS:
         run(runner)
     runs = {name: [] for name, _ in MOE_ROWS}
@@ -175,13 +176,7 @@ def phase_times(trainer):
 
 def compare_moe_phases(plain, moe, rounds):
     """{row name: best (forward, backward, update) seconds} of MOE_ROWS, alternating like `compare_moe`."""
-    def run(runner):
-        if runner is not None:
-            for block in moe.module.backbone.blocks:
-                block.mlp.expert_runner = runner
-        return phase_times(plain if runner is None else moe)
-
-    runs = alternate_rows(run, rounds)
+    runs = alternate_rows(plain, moe, phase_times, rounds)
     return {name: tuple(min(times[i] for times in results) for i in range(3)) for name, results in runs.items()}
 
 

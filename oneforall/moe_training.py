@@ -31,7 +31,7 @@ import paddle.distributed as dist
 
 from allinone.engine.checkpointer import ResumeError
 from allinone.engine.hooks import EvalHook
-from allinone.engine.steps import SimpleStep, count_images, split_batch
+from allinone.engine.steps import SimpleStep, accumulate_passes, count_images, split_batch
 from allinone.registry import STEPS
 
 from . import gate as gates
@@ -301,12 +301,7 @@ class TaskMoEStep(SimpleStep):
             self.setup(trainer)
         batch = trainer.next_batch()
         parts = split_batch(batch, self.num_passes) if self.num_passes > 1 else [batch]
-        averaged = {}
-        for part in parts:
-            losses = trainer.forward_losses(part)
-            for key, value in trainer.check_losses(losses).items():
-                averaged[key] = averaged.get(key, 0.0) + value / len(parts)
-            trainer.backward(losses, weight=1.0 / len(parts))
+        averaged = accumulate_passes(trainer, parts)
         give_zero_gradients(self.params)
         self.reduce_gradients(trainer)
         trainer.update()

@@ -208,14 +208,10 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         self.task_lr_scales = self._learning_rates(task_lr_scales or {})
         self.expert_parallel = None
 
-    def init_weights(self):
-        """The plain ViT's init, except the specific experts: they were initialised from their own seeds when built
-        (the global stream then does not depend on which experts a process holds)."""
-        experts = [block.mlp.specific_experts for block in self.blocks]
-        trunc_normal = TruncatedNormal(std=0.02)
-        trunc_normal(self.cls_token)
-        trunc_normal(self.pos_embed)
-        init_linear_and_norm(self, skip=experts)
+    def layers_initialised_elsewhere(self):
+        """The specific experts: initialised from their own seeds when built (the global stream then does not depend
+        on which experts a process holds)."""
+        return [block.mlp.specific_experts for block in self.blocks]
 
     def _learning_rates(self, scales):
         unknown = sorted(set(scales) - set(self.tasks))

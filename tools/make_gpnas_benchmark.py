@@ -23,11 +23,11 @@ from allinone.utils.env import configure_threads
 configure_threads()
 
 import numpy as np  # noqa: E402
-from scipy.stats import kendalltau  # noqa: E402
 
 from oneforall.gpnas.arch import MAX_DEPTH  # noqa: E402
 from oneforall.gpnas.data import TASKS, RankingSet, scores_to_ranks, write_ranking_json  # noqa: E402
 from oneforall.gpnas.encodings import code_matrix, layer_values  # noqa: E402
+from oneforall.gpnas.evaluation import kendall_tau  # noqa: E402
 
 NUM_TASKS = len(TASKS)
 LAYER_POSITION = np.arange(MAX_DEPTH) / (MAX_DEPTH - 1)  # 0 for the first layer, 1 for the last
@@ -223,10 +223,6 @@ def noise_free_scores(codes, family="mixed", seed=0):
     """The clean scores [N, T] behind a benchmark's ranks: ranking by them gives the best tau any predictor can
     reach on that benchmark."""
     return family_score(family, seed)(Features(codes))
-
-
-def kendall_tau(a, b):
-    return float(kendalltau(a, b).statistic)
 
 
 def calibrate_noise(score, distribution, seed, ceiling=CEILING_TAU, size=CALIBRATION_SIZE, steps=20):

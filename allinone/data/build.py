@@ -187,8 +187,8 @@ class MultiTaskTrainLoader:
         self.iteration = int(state["iteration"])
 
     def close(self):
-        """Stop every task's read-ahead thread and worker processes now (rather than whenever the garbage collector gets to them, which
-        at interpreter exit makes Paddle report "DataLoader workers exit unexpectedly")."""
+        """Stop every task's read-ahead thread and worker processes now (rather than whenever the garbage collector
+        gets to them, which at interpreter exit makes Paddle report "DataLoader workers exit unexpectedly")."""
         for iterator in self.iterators.values():
             stop_read_ahead_thread(iterator)
             shutdown = getattr(iterator, "_try_shutdown_all", None)  # what the iterator's own __del__ calls

@@ -77,19 +77,8 @@ class SandwichStep(SimpleStep):
     def run_step(self, trainer):
         batch = trainer.next_batch()
         parts = self.sub_batches(batch)
-        totals = {}
-        for index, part in enumerate(parts):
-            self.before_pass(trainer, index)
-            last = index == len(parts) - 1
-            sync = contextlib.nullcontext() if last or not isinstance(trainer.model, paddle.DataParallel) \
-                else trainer.model.no_sync()
-            with sync:
-                losses = trainer.forward_losses(part)
-                averaged = trainer.check_losses(losses)
-                trainer.backward(losses, weight=1.0 / len(parts))
-            for key, value in averaged.items():
-                totals[key] = totals.get(key, 0.0) + value / len(parts)
-            self.passes_run += 1
+        totals = accumulate_passes(trainer, parts, self.before_pass)
+        self.passes_run += len(parts)
         trainer.update()
         trainer.record_losses(totals, count_images(batch))
 
@@ -98,6 +87,26 @@ class SandwichStep(SimpleStep):
 
     def set_state_dict(self, state):
         self.passes_run = int(state["passes_run"])
+
+
+def accumulate_passes(trainer, parts, before_pass=None):
+    """A forward and a backward per sub-batch of `parts`, each pass's losses weighted 1 / len(parts), so the gradients
+    accumulate into those of their mean; with DataParallel only the last pass all-reduces. `before_pass(trainer,
+    index)` runs before each pass. Returns the passes' mean of the rank-averaged losses {(task, name): value}."""
+    totals = {}
+    for index, part in enumerate(parts):
+        if before_pass is not None:
+            before_pass(trainer, index)
+        last = index == len(parts) - 1
+        sync = contextlib.nullcontext() if last or not isinstance(trainer.model, paddle.DataParallel) \
+            else trainer.model.no_sync()
+        with sync:
+            losses = trainer.forward_losses(part)
+            averaged = trainer.check_losses(losses)
+            trainer.backward(losses, weight=1.0 / len(parts))
+        for key, value in averaged.items():
+            totals[key] = totals.get(key, 0.0) + value / len(parts)
+    return totals
 
 
 def count_images(batch):

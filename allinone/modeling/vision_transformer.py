@@ -190,7 +190,11 @@ class VisionTransformer(nn.Layer):
         trunc_normal = TruncatedNormal(std=0.02)
         trunc_normal(self.cls_token)
         trunc_normal(self.pos_embed)
-        init_linear_and_norm(self)
+        init_linear_and_norm(self, skip=self.layers_initialised_elsewhere())
+
+    def layers_initialised_elsewhere(self):
+        """Sublayers `init_weights` leaves as they are (a subclass that initialises some layers itself)."""
+        return ()
 
     def embed_tokens(self, x, segments=None):
         """Images [B, 3, H, W] -> [B, 1 + gh * gw, D]: patch embedding, cls token first, plus pos_embed, dropout."""

@@ -5,7 +5,7 @@ import numpy as np
 from allinone.data.common import TrainImageDataset, collate
 from allinone.registry import DATASETS, TRAIN_DATASETS
 
-from .mixup import MixupCutmix, mix_groups
+from .mixup import MixupCutmix, check_group_rows, mix_groups
 
 
 @TRAIN_DATASETS.register()
@@ -44,10 +44,8 @@ class ClassificationTrainDataset(TrainImageDataset):
 
     def check_rank_batch(self, rows):
         """Each rank's batch must hold whole Mixup/CutMix groups (called when the loader is built)."""
-        if self.batch_mix is not None and rows % self.mix_group_rows:
-            raise ValueError(f"train task '{self.task}': each rank's batch of {rows} rows does not split into "
-                             f"Mixup/CutMix groups of batch_mix.group_rows={self.mix_group_rows} (the global "
-                             f"batch / the number of processes must be a multiple of it)")
+        if self.batch_mix is not None:
+            check_group_rows(rows, self.mix_group_rows, where=f"train task '{self.task}'")
 
     @property
     def num_classes(self):

@@ -78,13 +78,19 @@ def group_generator(seeds):
     return np.random.RandomState(np.random.SeedSequence([int(seed) for seed in seeds]).generate_state(4))
 
 
+def check_group_rows(rows, group_rows, where="batch"):
+    """A batch of `rows` rows (one rank's) must hold whole groups of `group_rows`."""
+    if rows % group_rows:
+        raise ValueError(f"{where}: each rank's batch of {rows} rows does not split into Mixup/CutMix groups of "
+                         f"batch_mix.group_rows={group_rows} (the global batch / the number of processes must be a "
+                         f"multiple of it)")
+
+
 def mix_groups(mixer, images, labels, seeds, group_rows, where="batch"):
     """`mixer` (a MixupCutmix) applied to each consecutive `group_rows` rows of images [B, C, H, W] / labels [B] on
     its own, with `group_generator(those rows' seeds)` -> (images, soft targets [B, C], [op name per group])."""
     rows = len(labels)
-    if rows % group_rows:
-        raise ValueError(f"{where}: a batch of {rows} rows does not split into Mixup/CutMix groups of "
-                         f"batch_mix.group_rows={group_rows} (each rank's batch must be a multiple of it)")
+    check_group_rows(rows, group_rows, where)
     parts = [mixer(images[start:start + group_rows], labels[start:start + group_rows],
                    group_generator(seeds[start:start + group_rows])) for start in range(0, rows, group_rows)]
     if len(parts) == 1:
