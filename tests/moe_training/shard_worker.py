@@ -2,7 +2,7 @@
 engine and writes what this rank holds to OUT/rank<r>.json (state-dict keys, parameter count, the parameters the
 optimizer updates and its state keys) and, for every checkpoint save, the bytes the saving thread wrote and the bytes
 the whole process read meanwhile, as the kernel counts them (/proc/thread-self/io and /proc/self/io: files and
-sockets alike).
+sockets alike); with --resume=PATH, the bytes the resuming thread read.
 
     python -m paddle.distributed.launch --nproc_per_node 2 shard_worker.py OUT CONFIG [key=value ...] [--resume=PATH]
 """
@@ -16,7 +16,7 @@ def main(out, config, *overrides):
 
     import oneforall.moe_training  # noqa: F401  (registrations)
     from allinone.config import load_config
-    from allinone.engine.build import build_trainer
+    from allinone.engine.build import build_trainer, resume_trainer
     from allinone.engine.distributed import init_distributed
     from allinone.utils.env import seed_everything
 
@@ -25,7 +25,12 @@ def main(out, config, *overrides):
     overrides = [item for item in overrides if not item.startswith("--resume=")]
     cfg = load_config(config, [f"Global.output_dir={os.path.join(out, 'run')}", *overrides])
     seed_everything(cfg.Global.seed, rank)
-    trainer = build_trainer(cfg, resume[0] if resume else None)
+    trainer = build_trainer(cfg)
+    resume_read = None
+    if resume:  # as build_trainer(cfg, resume) does last, counting the bytes this thread reads meanwhile
+        before = io_counters("/proc/thread-self/io")["rchar"]
+        resume_trainer(trainer, resume[0])
+        resume_read = io_counters("/proc/thread-self/io")["rchar"] - before
     saves = measure_saves(trainer)
     if rank == 0:
         cfg.dump(os.path.join(out, "run", "config.yaml"))  # as tools/train.py: heads sized by the data
@@ -38,7 +43,7 @@ def main(out, config, *overrides):
               "optimizer_params": sorted(updated),
               "optimizer_state": sorted(key for key, value in optimizer.state_dict().items()
                                         if isinstance(value, paddle.Tensor)),
-              "saves": saves}
+              "saves": saves, "resume_read": resume_read}
     with open(os.path.join(out, f"rank{rank}.json"), "w", encoding="utf-8") as f:
         json.dump(report, f)
 

@@ -236,17 +236,29 @@ def test_an_interrupted_save_is_never_taken_for_a_checkpoint(runs, tmp_path):
         Checkpointer(str(out)).latest()
 
 
-def test_a_resume_from_the_consolidated_single_file_continues_bit_identically(runs, tmp_path, oneforall_root):
-    """The older layout (one file with every task) still resumes a sharded run: each rank keeps its part of it."""
+@pytest.mark.parametrize("layout", ["folder", "single file"])
+def test_a_resumed_sharded_run_continues_bit_identically_each_rank_reading_only_its_parts(layout, runs, tmp_path,
+                                                                                          oneforall_root):
+    """From the folder each rank reads the replicated part and its own tasks' parts (the bytes its thread read cover
+    those files and fall short of one more task part); the older layout (one file with every task: the consolidated
+    folder) still resumes, each rank keeping its part of it."""
     from allinone.modeling.sharded_checkpoint import consolidate
 
-    single = consolidate(str(runs["two"] / "model_0000001"), str(tmp_path / "model_0000001.pdparams"))
-    launch_workers(2, tmp_path, runs["config"], oneforall_root, "Train.checkpoint_period=0", RANKS,
-                   f"--resume={single}")
+    folder = runs["two"] / "model_0000001"
+    source = str(folder) if layout == "folder" else consolidate(str(folder), str(tmp_path / "model_0000001.pdparams"))
+    reports = launch_workers(2, tmp_path, runs["config"], oneforall_root, "Train.checkpoint_period=0", RANKS,
+                             f"--resume={source}")
     expected, got = moe_model_state(runs["two"] / "model_final"), moe_model_state(tmp_path / "run" / "model_final")
     assert sorted(got) == sorted(expected)
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    if layout == "folder":
+        parts = json.loads((folder / "manifest.json").read_text())["parts"]
+        size = {part: (folder / entry["file"]).stat().st_size for part, entry in parts.items()}
+        for rank, report in reports.items():
+            mine = size["replicated"] + sum(size[f"experts.{task}"] for task in OWNED[rank])
+            others = min(size[f"experts.{task}"] for task in TASKS if task not in OWNED[rank])
+            assert mine <= report["resume_read"] < mine + others, (rank, report["resume_read"], size)
 
 
 def test_a_killed_sharded_run_resumed_is_bit_identical(oneforall_root, tmp_path):
