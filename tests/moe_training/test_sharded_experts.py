@@ -217,6 +217,13 @@ def test_the_sharded_checkpoint_loads_strictly_into_one_process_extracts_and_eva
                                   reference["model"][source + ".fc1.weight"])
 
 
+def dead_pid():
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_an_interrupted_save_is_never_taken_for_a_checkpoint(runs, tmp_path):
     from allinone.engine.build import find_resume_checkpoint
     from allinone.engine.checkpointer import Checkpointer, ResumeError
@@ -229,6 +236,10 @@ def test_an_interrupted_save_is_never_taken_for_a_checkpoint(runs, tmp_path):
     assert Checkpointer(str(out)).latest() == str(out / "model_0000001")
     with pytest.raises(ResumeError, match=r"model_final/manifest\.json is missing"):
         find_resume_checkpoint(str(out), str(out / "model_final"))
+    stale = out / "model_0000001" / f"experts.veri.pdparams.tmp{dead_pid()}"  # a killed writer's temporary
+    stale.write_bytes(b"partial")
+    Checkpointer(str(out), clean=True)
+    assert not stale.exists()
     (out / "model_0000001" / "experts.veri.pdparams").unlink()  # a part lost
     with pytest.raises(ResumeError, match=r"experts\.veri\.pdparams \(written by rank 1\)"):
         find_resume_checkpoint(str(out), str(out / "model_0000001"))
