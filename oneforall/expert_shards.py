@@ -16,6 +16,7 @@ allinone.modeling.sharded_checkpoint). At load a rank reads the replicated part 
 import re
 
 TASK_PART_PREFIX = "experts."
+NOT_SPLIT = ("LR_Scheduler",)  # nested dicts of an optimizer state that are no per-parameter maps
 EXPERT_KEY = re.compile(r"\.mlp\.(?:specific_experts|gates)\.([^.]+)(?:\.|$)")
 
 
@@ -66,7 +67,7 @@ def split_by_task(state, task_of):
     `master_weights` {parameter name: tensor}) is split by its own keys."""
     split = {}
     for key, value in state.items():
-        if isinstance(value, dict) and key != "LR_Scheduler":
+        if isinstance(value, dict) and key not in NOT_SPLIT:
             for inner, tensor in value.items():
                 split.setdefault(task_of(inner), {}).setdefault(key, {})[inner] = tensor
         else:
@@ -118,7 +119,7 @@ def held_part(state, task_of, held_tasks):
 
     part = {}
     for key, value in state.items():
-        if isinstance(value, dict) and key != "LR_Scheduler":
+        if isinstance(value, dict) and key not in NOT_SPLIT:
             part[key] = {inner: tensor for inner, tensor in value.items() if kept(inner)}
         elif kept(key):
             part[key] = value

@@ -219,7 +219,8 @@ class Checkpointer:
             if not complete:
                 raise IncompleteCheckpointError(
                     f"{pointer} names {path}, which is incomplete (missing {missing}), and no other checkpoint in "
-                    f"{self.output_dir} is complete" + "".join(f"; {old} misses {lost}" for old, lost in others.items()))
+                    f"{self.output_dir} is complete" +
+                    "".join(f"; {old} misses {lost}" for old, lost in others.items()))
             logger.warning("%s names %s, which is incomplete (missing %s); using %s", pointer, path, missing,
                            complete[0])
             return complete[0]

@@ -38,9 +38,10 @@ def part_file(part):
 
 
 def is_sharded(path):
-    """True when `path` is a folder meant as a sharded checkpoint (it has a manifest or part files)."""
-    return os.path.isdir(path) and (os.path.isfile(os.path.join(path, MANIFEST)) or
-                                    any(name.endswith(".pdparams") for name in os.listdir(path)))
+    """True when `path` is a folder meant as a sharded checkpoint (it has a manifest or a main part: complete or
+    not; an output folder of single-file checkpoints is not one)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name))
+                                       for name in (MANIFEST, part_file(MAIN_PART)))
 
 
 def describe_part(part, state, rank):
