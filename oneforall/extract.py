@@ -2,7 +2,8 @@
 
     # a sub-network of the elastic supernet (architecture code, or a YAML sub-config)
     python -m oneforall.extract --model_path SUPERNET --arch CODE --output OUT [--config SUPERNET_CONFIG]
-    # one task of a task-MoE checkpoint (ours with its --config, or the release layout)
+    # one task of a task-MoE checkpoint (ours with its --config: a file, or the folder of a sharded run, of which
+    # only the replicated part and the task's part are read; or the release layout)
     python -m oneforall.extract --paddle_model_path CKPT --task_name NAME [--output OUT] [--config MOE_CONFIG]
 
 Each writes the weights (`paddle.save`, `backbone.` + plain ViT keys and the task heads) and, when the model's
@@ -11,6 +12,7 @@ that `evaluation_script.py --config THAT --model_path OUT` evaluates it. `--padd
 spelling) is accepted too.
 """
 import argparse
+import copy
 import logging
 import os
 import sys
@@ -66,16 +68,26 @@ def read_arch(value):
     return Architecture.from_code(value)
 
 
-def build_from_config(config_path, overrides, checkpoint):
-    """(config, model) with the checkpoint loaded strictly."""
+def build_from_config(config_path, overrides, checkpoint, task=None):
+    """(config, model) with the checkpoint loaded strictly. `task` with a sharded checkpoint folder: the model holds
+    only that task's specific experts and gates, and only the replicated part and that task's part are read."""
     import oneforall.elastic  # noqa: F401  (register the supernet backbones)
     import oneforall.task_moe  # noqa: F401
     import oneforall.heads  # noqa: F401  (ClassificationHead)
     from allinone import build_model, load_checkpoint
     from allinone.config import load_config
+    from allinone.modeling.sharded_checkpoint import MAIN_PART, is_sharded, read_parts
+    from oneforall.expert_shards import task_part
     cfg = load_config(config_path, overrides)
-    model = build_model(cfg)
-    load_checkpoint(model, checkpoint, strict=True)
+    state = None
+    if task is not None and is_sharded(checkpoint):
+        state = read_parts(checkpoint, [MAIN_PART, task_part(task)], entries=("model",))["model"]
+        held = copy.deepcopy(cfg)  # the config written next to the output stays the whole model's
+        held.Model.backbone.held_tasks = [task]
+        model = build_model(held)
+    else:
+        model = build_model(cfg)
+    load_checkpoint(model, checkpoint, strict=True, state=state)
     return cfg, model.eval()
 
 
@@ -100,8 +112,20 @@ def extract_task(args):
     from oneforall.task_extract import (RELEASE_TASKS, TaskExtractionError, is_release_layout, task_state_from_moe,
                                         task_state_from_release)
     from oneforall.task_moe import TaskMoEVisionTransformer
+    from allinone.modeling.sharded_checkpoint import is_sharded
+    from oneforall.expert_shards import task_part
     task = args.task_name
-    state = read_state_dict(args.paddle_model_path)
+    sharded = is_sharded(args.paddle_model_path)  # ours, written in parts: read only the task's
+    state = {} if sharded else read_state_dict(args.paddle_model_path)
+    if sharded and not args.config:
+        raise TaskExtractionError(f"{args.paddle_model_path} is a sharded task-MoE checkpoint folder; extracting a "
+                                  f"task from it needs the model's --config")
+    if sharded:
+        from allinone.modeling.sharded_checkpoint import read_manifest
+        parts = read_manifest(args.paddle_model_path)["parts"]
+        if task_part(task) not in parts:
+            raise TaskExtractionError(f"{args.paddle_model_path} has no part '{task_part(task)}' (task '{task}'); "
+                                      f"its parts are {sorted(parts)}")
     if is_release_layout(state):
         names = args.task_names.split(",") if args.task_names else RELEASE_TASKS
         out, picks = task_state_from_release(state, task, names)
@@ -114,7 +138,7 @@ def extract_task(args):
     if not args.config:
         raise TaskExtractionError(f"{args.paddle_model_path} is not a release-layout checkpoint; extracting a task "
                                   f"from our layout needs the model's --config")
-    cfg, model = build_from_config(args.config, args.override, args.paddle_model_path)
+    cfg, model = build_from_config(args.config, args.override, args.paddle_model_path, task if sharded else None)
     if not isinstance(model.backbone, TaskMoEVisionTransformer):
         raise ConfigError(f"{args.config}: Model.backbone is {type(model.backbone).__name__}, not a task-MoE model")
     backbone_state, backbone_config, picks = task_state_from_moe(model.backbone, task)

@@ -18,8 +18,9 @@ the losses weighted 1 / num_passes, one gradient reduction and one update at the
 
 With expert parallelism over several processes the model is sharded (`build_model`): a rank holds the specific
 experts and gates of only its own tasks. Their gradients are averaged over the task's owners only (divided by the
-world size, as every gradient); checkpoints gather every task's experts and optimizer state into rank 0's one file
-and a resumed rank loads only what it holds (oneforall.expert_shards).
+world size, as every gradient); a checkpoint is a folder in which rank 0 writes the replicated part and each task's
+part is written by one of its owners, and a resumed rank reads only the replicated part and its own tasks' parts
+(oneforall.expert_shards).
 """
 import copy
 import io
@@ -40,7 +41,7 @@ from . import losses as _losses  # noqa: F401  (registers SoftTargetCrossEntropy
 from . import task_moe as _task_moe  # noqa: F401  (registers TaskMoEVisionTransformer)
 from .data import classification as _classification  # noqa: F401  (registers ClassificationTrainDataset)
 from .expert_parallel import TaskRankMap, owner_groups
-from .expert_shards import expert_task, gather_to_rank0, held_part, optimizer_task_of, source_ranks
+from .expert_shards import checkpoint_parts, expert_task, held_part, optimizer_task_of, parts_of, source_ranks
 
 logger = logging.getLogger("oneforall.moe_training")
 BUCKET_ELEMENTS = 1 << 25  # gradients are all-reduced in buckets of up to 32M values (bounded extra memory)
@@ -183,6 +184,7 @@ class TaskMoEStep(SimpleStep):
         self.num_passes = int(num_passes)
         self.ready = False
         self.rank_map = None  # a TaskRankMap when the model is sharded over the processes
+        self.reads_own_parts = False  # resuming from a sharded checkpoint folder: only this rank's parts were read
         self.owner_groups = {}  # {task: process group of its owners} (oneforall.expert_parallel.owner_groups)
 
     def build_model(self, cfg):
@@ -271,24 +273,37 @@ class TaskMoEStep(SimpleStep):
             else:
                 sum_task_over_world(params, *self.task_sizes[task], self.world_size)
 
-    # -- checkpoints: one file with every task's experts -------------------------------------------------------
+    # -- checkpoints: a folder with one part per task, each written and read by a holder of it -----------------
     def model_state(self, trainer):
-        state = trainer.module.state_dict()
-        return gather_to_rank0(state, expert_task, self.rank_map) if self.sharded else state
+        """This rank's model state (sharded: the replicated entries and its own tasks' experts only)."""
+        return trainer.module.state_dict()
 
     def optimizer_state(self, trainer):
-        state = trainer.optimizer.state_dict()
+        return trainer.optimizer.state_dict()
+
+    def checkpoint_parts(self, trainer, state):
+        """Sharded: the replicated part (rank 0) and the parts of the tasks this rank is the source of
+        (oneforall.expert_shards.checkpoint_parts); otherwise None (one file, by rank 0)."""
         if not self.sharded:
-            return state
-        return gather_to_rank0(state, optimizer_task_of(trainer.module), self.rank_map)
+            return None
+        return checkpoint_parts(state, expert_task, optimizer_task_of(trainer.module), self.rank_map, dist.get_rank())
+
+    def parts_to_read(self, trainer, parts):
+        """Sharded: the replicated part and this rank's tasks' parts; otherwise all (one process reads every task's
+        file)."""
+        if not self.sharded:
+            return list(parts)
+        self.reads_own_parts = True  # what is read must then be exactly this rank's state (load_model_state)
+        return parts_of(task_moe_backbone(trainer.module).held_tasks, parts)
 
     def load_model_state(self, trainer, state):
-        if self.sharded:
+        if self.sharded and not self.reads_own_parts:  # a single file of the older layout: every task's entries
             state = held_part(state, expert_task, task_moe_backbone(trainer.module).held_tasks)
-        missing = sorted(set(trainer.module.state_dict()) - set(state))
-        if missing:
-            raise ResumeError(f"the checkpoint has no {missing[:5]} ({len(missing)} missing entries) of this "
-                              f"process's model")
+        expected = trainer.module.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ResumeError(f"the checkpoint does not fit this process's model: missing {missing[:5]} "
+                              f"({len(missing)} entries), unexpected {unexpected[:5]} ({len(unexpected)} entries)")
         trainer.module.set_state_dict(state)
 
     def load_optimizer_state(self, trainer, state):

@@ -11,7 +11,7 @@ import paddle
 
 from ..config import ConfigError
 from ..modeling.checkpoint import load_checkpoint
-from .checkpointer import Checkpointer, load_training_state
+from .checkpointer import Checkpointer, checkpoint_parts, load_training_state
 from .distributed import data_parallel
 from ..registry import STEPS
 from . import steps as _steps  # noqa: F401  (registers the step classes)
@@ -149,15 +149,22 @@ def training_hooks(cfg, evaluate_fn=None):
 
 
 def resume_trainer(trainer, resume_path):
-    """Continue `trainer` from the training checkpoint at `resume_path`."""
-    trainer.load_state_dict(load_training_state(resume_path), source=resume_path)
+    """Continue `trainer` from the training checkpoint at `resume_path` (of a sharded checkpoint folder, the parts
+    the step asks for: `parts_to_read`)."""
+    parts = trainer.step.parts_to_read(trainer, checkpoint_parts(resume_path)) if os.path.isdir(resume_path) \
+        else None
+    if parts is not None:
+        logger.info("reading the parts %s of %s", parts, resume_path)
+    trainer.load_state_dict(load_training_state(resume_path, parts), source=resume_path)
     logger.info("resumed from %s at iteration %d", resume_path, trainer.iter)
 
 
 def find_resume_checkpoint(output_dir, path=None):
     """`path` if given, else the newest checkpoint in `output_dir` (None when there is none)."""
     if path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--resume {path}: no such checkpoint file")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--resume {path}: no such checkpoint file or folder")
+        if os.path.isdir(path):
+            checkpoint_parts(path)  # a ResumeError naming the missing file of an interrupted save
         return path
     return Checkpointer(output_dir).latest()

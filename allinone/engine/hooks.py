@@ -24,7 +24,8 @@ class LRScheduler(HookBase):
 class PeriodicCheckpointer(HookBase):
     """`model_{iter:07d}.pdparams` when (iter + 1) % period == 0, `model_final.pdparams` at the end, and on a
     non-finite loss `model_last_good.pdparams` (the state before the bad step). Rank 0 writes; all ranks take part
-    in gathering the state."""
+    in gathering the state. A step whose `checkpoint_parts` splits the state (sharded experts) saves a folder
+    `model_...` instead, each rank writing its parts (Checkpointer.save_parts)."""
 
     def __init__(self, checkpointer, period):
         self.checkpointer, self.period = checkpointer, period
@@ -46,9 +47,13 @@ class PeriodicCheckpointer(HookBase):
 
     def _save(self, name, next_iter):
         state = self.trainer.state_dict(next_iter)
+        parts = self.trainer.step.checkpoint_parts(self.trainer, state)
+        if parts is not None:
+            path = self.checkpointer.save_parts(name, parts)
         if dist.get_rank() != 0:
             return None
-        path = self.checkpointer.save(name, state)
+        if parts is None:
+            path = self.checkpointer.save(name, state)
         logger.info("saved checkpoint %s (next iteration %d)", path, next_iter)
         return path
 

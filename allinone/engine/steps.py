@@ -5,8 +5,8 @@ A step calls the Trainer's building blocks (see trainer.py); it may hold state (
 
 A step also decides how the model is built (`build_model`) and what a checkpoint holds of the model and optimizer
 (`model_state` / `optimizer_state`, read back by `load_model_state` / `load_optimizer_state`): SimpleStep's are the
-plain ones; oneforall's TaskMoEStep builds each process with only its own tasks' experts and gathers every expert
-into the one checkpoint file.
+plain ones; oneforall's TaskMoEStep builds each process with only its own tasks' experts and has each rank write
+and read only its parts of a checkpoint folder (`checkpoint_parts` / `parts_to_read`).
 """
 import contextlib
 
@@ -46,6 +46,15 @@ class SimpleStep:
     def optimizer_state(self, trainer):
         """The optimizer part of a checkpoint (collective, as `model_state`)."""
         return trainer.optimizer.state_dict()
+
+    def checkpoint_parts(self, trainer, state):
+        """{part name: dict} this rank writes of the checkpoint `state` (Checkpointer.save_parts), or None: rank 0
+        writes `state` as one file (this step's)."""
+        return None
+
+    def parts_to_read(self, trainer, parts):
+        """The parts of a sharded checkpoint (names `parts`) this rank reads at a resume: all."""
+        return list(parts)
 
     def load_model_state(self, trainer, state):
         trainer.module.set_state_dict(state)

@@ -62,11 +62,17 @@ class KeyReport:
 
 
 def read_state_dict(path):
-    """The flat {key: tensor} dict stored at `path` (a state dict, or the "model" entry of a training checkpoint)."""
+    """The flat {key: tensor} dict stored at `path` (a state dict, or the "model" entry of a training checkpoint, or
+    the merged "model" entries of a sharded checkpoint folder: allinone.modeling.sharded_checkpoint)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
     if os.path.isdir(path):
-        raise CheckpointError(f"checkpoint path {path} is a directory; expected a file saved with paddle.save")
+        from .sharded_checkpoint import is_sharded, read_parts
+
+        if is_sharded(path):  # a checkpoint written in parts by several processes: all parts' model entries
+            return read_parts(path, entries=("model",))["model"]
+        raise CheckpointError(f"checkpoint path {path} is a directory without a manifest.json; expected a file saved "
+                              f"with paddle.save or a sharded checkpoint folder")
     try:
         content = paddle.load(path)
     except Exception as err:  # paddle.load raises assorted types for non-checkpoint files
@@ -100,10 +106,11 @@ def compare_keys(model_state, file_state, path=""):
     return report
 
 
-def load_checkpoint(model, path, strict=True):
+def load_checkpoint(model, path, strict=True, state=None):
     """Load `path` into `model` and return the KeyReport. strict: any missing, unexpected or mis-shaped key raises
-    CheckpointError (nothing is loaded); otherwise the matching keys are loaded and the rest is logged."""
-    file_state = read_state_dict(path)
+    CheckpointError (nothing is loaded); otherwise the matching keys are loaded and the rest is logged. `state`:
+    the {key: tensor} dict already read from `path` (a part of it, say)."""
+    file_state = read_state_dict(path) if state is None else state
     model_state = model.state_dict()
     file_state, resampled = resample_position_embeddings(model, model_state, file_state)
     report = compare_keys(model_state, file_state, path)
