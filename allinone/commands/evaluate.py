@@ -74,10 +74,10 @@ def run(args):
     from .. import build_model
     from ..evaluation.suite import EvaluationSuite
     from ..modeling.checkpoint import load_checkpoint
+    from ..plugins import load_config_plugins
     from ..utils.env import configure_faiss_threads, resolve_device, seed_everything
     from ..utils.keys import describe, load_reporting_keys
     from ..utils.logger import setup_logger
-    from ..plugins import load_config_plugins
 
     load_config_plugins(cfg)  # Global.plugins: e.g. the heads of an extracted OneForAll model (docs/design.md)
     setup_logger()
