@@ -166,3 +166,12 @@ def test_a_plugin_module_that_cannot_be_imported_is_a_config_error_naming_its_en
     assert result.returncode == 2, result.stderr[-3000:]
     assert "error: Global.plugins[1] in " in result.stderr and "'no_such_plugin_module'" in result.stderr, \
         result.stderr[-2000:]
+
+
+def test_an_unknown_runner_names_global_runner_and_the_registered_programs(tmp_path, mini_root):
+    config = toy_config(tmp_path / "toy.yaml", "  plugins: [toy_plugin]\n  runner: tarffic\n")
+    result, marks = train_tool(config, tmp_path, toy_package(tmp_path / "site"), mini_root)
+    assert result.returncode == 2 and not marks, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: Global.runner in ") and "TRAIN_RUNNERS registry has no 'tarffic'" in error, error
+    assert "'allinone'" in error and "'toy'" in error, error
