@@ -43,12 +43,16 @@ setup(
     packages=find_packages(include=["allinone", "allinone.*", "oneforall", "oneforall.*"]) + ["allinone.configs"],
     package_dir={"allinone.configs": "configs"},
     package_data={"allinone.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
-    entry_points={"console_scripts": [
-        "ufo-eval = allinone.commands.evaluate:main",
-        "ufo-train = allinone.commands.train:main",
-        "ufo-export = allinone.commands.export:main",
-        "ufo-gpnas = oneforall.gpnas.cli:main",
-    ]},
+    entry_points={
+        "console_scripts": [
+            "ufo-eval = allinone.commands.evaluate:main",
+            "ufo-train = allinone.commands.train:main",
+            "ufo-export = allinone.commands.export:main",
+            "ufo-gpnas = oneforall.gpnas.cli:main",
+        ],
+        # allinone imports these modules to find components it does not define (allinone/plugins.py)
+        "allinone.plugins": ["oneforall = oneforall.plugin"],
+    },
     install_requires=requirements,
     extras_require={
         "gpu": ["paddlepaddle-gpu==3.3.1", "faiss-gpu"],

@@ -1,9 +1,13 @@
 """Name -> class registries, so a config names a component by string (`name: VisionTransformer`).
 
-A dotted name (`name: oneforall.elastic.ElasticVisionTransformer`) imports its module first, so components that
-register themselves outside `allinone` (the OneForAll supernets) are found by any tool that reads the config.
+Components of packages that extend the core (plugins, allinone/plugins.py) are found in two ways, neither of which
+names the package here: a dotted name (`name: oneforall.elastic.ElasticVisionTransformer`) imports its module first;
+a short name the table lacks imports the installed plugins (entry-point group `allinone.plugins`) and looks again.
+A config's own `Global.plugins` are imported by the commands before they build anything.
 """
 import importlib
+
+from . import plugins
 
 
 class Registry:
@@ -28,7 +32,10 @@ class Registry:
         if name not in self._table and isinstance(name, str) and "." in name:
             self._import_provider(name)
         if name not in self._table:
-            raise KeyError(f"{self.name} registry has no '{name}'; registered: {sorted(self._table)}")
+            plugins.load_installed_plugins()  # a plugin's component (imports each installed plugin once)
+        if name not in self._table:
+            raise KeyError(f"{self.name} registry has no '{name}'; registered: {sorted(self._table)}; "
+                           f"{plugins.describe()}")
         return self._table[name]
 
     def _import_provider(self, name):
@@ -76,3 +83,5 @@ LOSSES = Registry("LOSSES")
 OPTIMIZERS = Registry("OPTIMIZERS")
 STEPS = Registry("STEPS")
 TRAIN_DATASETS = Registry("TRAIN_DATASETS")
+# the programs `tools/train.py` hands a config to, by `Global.runner` (default `allinone`: allinone's own trainer)
+TRAIN_RUNNERS = Registry("TRAIN_RUNNERS")

@@ -7,7 +7,8 @@
 * `SubnetSandwichStep`: the sandwich rule on `SandwichStep`: the largest, the smallest and `num_random` random
   sub-networks each run the *whole* batch, gradients accumulated (each pass weighted 1 / passes), one update;
   optionally in-place distillation: the largest's class predictions (detached) teach the other sub-networks.
-* `named_subnet_evaluation`: evaluation of the largest and the smallest sub-networks, keys prefixed by the name.
+* `named_subnet_evaluation`: evaluation of the largest and the smallest sub-networks, keys prefixed by the name;
+  both steps hand it to the training command as their `wrap_evaluation` hook.
 
 Usage and choices: docs/nas.md.
 """
@@ -25,7 +26,7 @@ from .subnet_codes import subnet_code, subnet_from_code
 
 logger = logging.getLogger("oneforall.chip_training")
 
-# backbones that tools/train.py hands to this module (they need its steps and its named evaluation)
+# the chip-supernet backbones (their training and evaluation need this module's steps and named evaluation)
 SUPERNET_BACKBONES = ("ElasticVisionTransformer",)
 # draws of one seed before the next seed's stream would start (seed s, draw k -> s * SEED_STRIDE + k)
 SEED_STRIDE = 1_000_003
@@ -79,8 +80,17 @@ def subnet_name(arch):
         return f"depth={arch.depth} heads={list(arch.num_heads)} mlp={list(arch.mlp_ratios)}"
 
 
+class NamedSubnetEvaluation:
+    """The evaluation hook of the supernet steps: a model they train is evaluated as its largest and its smallest
+    sub-network, each result named (`named_subnet_evaluation`); the training command asks the step for it."""
+
+    @classmethod
+    def wrap_evaluation(cls, evaluate):
+        return named_subnet_evaluation(evaluate)
+
+
 @STEPS.register()
-class SubnetStep(SimpleStep):
+class SubnetStep(NamedSubnetEvaluation, SimpleStep):
     """One step-seeded random sub-network per update (the original's chip-supernet training), then SimpleStep."""
 
     def __init__(self, seed=0):
@@ -129,7 +139,7 @@ class InplaceDistillation:
 
 
 @STEPS.register()
-class SubnetSandwichStep(SandwichStep):
+class SubnetSandwichStep(NamedSubnetEvaluation, SandwichStep):
     """The sandwich rule: every update runs the largest, the smallest and `num_random` step-seeded random
     sub-networks, each on the whole batch, and accumulates their gradients (each weighted 1 / passes) into one
     update. `distill: {weight, temperature}` (or true for 1, 1): in-place distillation from the largest."""
@@ -208,5 +218,5 @@ def named_subnet_evaluation(evaluate, names=("largest", "smallest")):
     return run
 
 
-__all__ = ["InplaceDistillation", "SubnetSampler", "SubnetSandwichStep", "SubnetStep", "named_subnet_evaluation",
-           "supernet_of", "uses_supernet"]
+__all__ = ["InplaceDistillation", "NamedSubnetEvaluation", "SubnetSampler", "SubnetSandwichStep", "SubnetStep",
+           "named_subnet_evaluation", "supernet_of", "uses_supernet"]

@@ -16,8 +16,8 @@ import numpy as np
 
 def backbone_cost(backbone, arch):
     """{'params': int, 'flops': int} of sub-network `arch` of the elastic `backbone` (per image)."""
-    patch = backbone.patch_embed.proj
-    channels, (kh, kw) = int(patch._in_channels), tuple(int(k) for k in patch._kernel_size)
+    patch = backbone.patch_embed
+    channels, kh, kw = patch.in_chans, patch.patch_size, patch.patch_size
     grid_h, grid_w = backbone.patch_embed.grid_size
     width, head_dim = int(backbone.embed_dim), int(backbone.head_dim)
     patches = int(grid_h) * int(grid_w)

@@ -30,6 +30,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
+from allinone.config import ConfigError
 from allinone.engine.checkpointer import ResumeError
 from allinone.engine.hooks import EvalHook
 from allinone.engine.steps import SimpleStep, accumulate_passes, count_images, split_batch
@@ -205,6 +206,12 @@ class TaskMoEStep(SimpleStep):
             except ValueError as err:
                 raise ValueError(f"Train.step.ranks_per_task: {err}") from None
             backbone["held_tasks"] = list(self.rank_map.tasks_of(dist.get_rank()))
+            # the optimizer is built from this config (allinone.engine.solver): a global norm over a part of the
+            # experts would differ from rank to rank
+            if cfg.get_path("Optimizer.grad_clip_global_norm"):
+                raise ConfigError("Optimizer.grad_clip_global_norm needs every parameter on every process; with the "
+                                 "experts sharded use grad_clip_norm (per tensor, the recipe's) or "
+                                 "Train.step.expert_parallel: false")
             # gloo: sub-groups were unreliable here (see expert_parallel.owner_groups), so a task with several
             # (not all) owners is summed over all ranks, the others adding zeros (`sum_task_over_world`)
             self.owner_groups = None if dist.get_backend().lower() == "gloo" else owner_groups(self.rank_map)
@@ -219,10 +226,6 @@ class TaskMoEStep(SimpleStep):
         unknown = sorted(set(self.ranks_per_task) - set(backbone.tasks))
         if unknown:
             raise ValueError(f"Train.step.ranks_per_task names unknown task(s) {unknown}; tasks: {list(backbone.tasks)}")
-        if self.sharded and isinstance(getattr(trainer.optimizer, "_grad_clip", None), paddle.nn.ClipGradByGlobalNorm):
-            raise ValueError("Optimizer.grad_clip_global_norm needs every parameter on every process; with the "
-                             "experts sharded use grad_clip_norm (per tensor, the recipe's) or "
-                             "Train.step.expert_parallel: false")
         if self.expert_parallel and dist.get_world_size() > 1 and any(isinstance(hook, EvalHook)
                                                                      for hook in trainer.hooks):
             raise ValueError("Train.eval_period > 0 with experts spread over processes: the evaluation runs on rank 0 "

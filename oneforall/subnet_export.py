@@ -15,15 +15,15 @@ def backbone_build_config(vit, patch_embed=None):
     """The plain-ViT constructor arguments that reproduce `vit`'s fixed parts (embedding, head dim, biases,
     attention scale, attention kernel); `patch_embed` for a model with one per task."""
     attn = vit.blocks[0].attn
-    conv = (patch_embed or vit.patch_embed).proj
+    patch = patch_embed or vit.patch_embed
     default_scale = attn.head_dim ** -0.5
     return {
         "name": "VisionTransformer",
         "preset": None,
         "img_size": list(vit.img_size),
-        "patch_size": int(conv._kernel_size[0]),
-        "stride_size": int(conv._stride[0]),
-        "in_chans": int(conv._in_channels),
+        "patch_size": patch.patch_size,
+        "stride_size": patch.stride_size,
+        "in_chans": patch.in_chans,
         "embed_dim": int(vit.embed_dim),
         "head_dim": int(attn.head_dim),
         "qkv_bias": attn.qkv.bias is not None,

@@ -192,11 +192,10 @@ class TaskMoEVisionTransformer(ElasticVisionTransformer):
         super().__init__(preset=preset, head_dim=head_dim, choices=choices, **kwargs)
         # per-task embeddings replace the single ones of the plain ViT
         patch = self.patch_embed
-        conv = patch.proj
         del self.patch_embed, self.cls_token, self.pos_embed
         num_tokens = patch.num_patches + 1
         self.patch_embeds = nn.LayerDict({
-            task: PatchEmbedOverlap(patch.img_size, conv._kernel_size[0], conv._stride[0], conv._in_channels,
+            task: PatchEmbedOverlap(patch.img_size, patch.patch_size, patch.stride_size, patch.in_chans,
                                     self.embed_dim) for task in tasks})
         trunc_normal = TruncatedNormal(std=0.02)
         self.cls_tokens = nn.ParameterDict({task: self.create_parameter([1, 1, self.embed_dim]) for task in tasks})

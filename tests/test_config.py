@@ -224,12 +224,12 @@ def shipped_configs():
 def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
     """Evaluation configs pass the evaluation check, training configs the training one too, and the tiny models
     build: no key in a shipped config is silently ignored."""
-    import oneforall.elastic  # noqa: F401  (the supernet backbones; and the task-MoE training step, heads, losses:)
-    import oneforall.moe_training  # noqa: F401
     from allinone.evaluation.suite import check_evaluation_config
+    from allinone.plugins import load_config_plugins
 
     cfg = load_config(path)
-    if "Data" in cfg:  # a traffic config, read by oneforall.traffic.train (docs/traffic.md)
+    load_config_plugins(cfg)  # the components of its Global.plugins, as the commands load them
+    if cfg.get_path("Global.runner") == "traffic":  # read by oneforall.traffic.train (docs/traffic.md)
         import paddle
 
         from oneforall.traffic.model import build_traffic_model
@@ -242,7 +242,6 @@ def test_every_key_of_a_shipped_config_is_read_by_the_tool_it_is_for(path):
     if "Eval" in cfg:
         check_evaluation_config(cfg)
     if "Train" in cfg:
-        import oneforall.chip_training  # noqa: F401  (the chip supernet's step classes, as tools/train.py imports)
         from allinone.engine.build import check_training_config
 
         check_training_config(cfg)

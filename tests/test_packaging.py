@@ -66,6 +66,10 @@ def test_the_installed_wheel_evaluates_from_another_folder_with_a_packaged_confi
     assert where.stdout.strip().startswith(str(venv)), where.stdout  # the wheel's copy, not the checkout
     for script in SCRIPTS:
         assert "usage:" in run([str(venv / "bin" / script), "--help"], elsewhere).stdout
+    # oneforall is found as allinone's plugin through the installed entry point (no Global.plugins, no import)
+    plugin = run([str(venv / "bin" / "python"), "-c", "import sys; from allinone.registry import STEPS; "
+                  "print(STEPS.get('TaskMoEStep').__module__, 'oneforall.plugin' in sys.modules)"], elsewhere)
+    assert plugin.stdout.split() == ["oneforall.moe_training", "True"], plugin.stdout
 
     result = run([str(venv / "bin" / "ufo-eval"), "--config", "allinone/tiny_eval", "--model_path", WEIGHTS,
                   "--test_datasets", "LFW,Market1501", "--output", "metrics.json"], elsewhere,

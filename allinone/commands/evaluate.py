@@ -74,11 +74,12 @@ def run(args):
     from .. import build_model
     from ..evaluation.suite import EvaluationSuite
     from ..modeling.checkpoint import load_checkpoint
+    from ..plugins import load_config_plugins
     from ..utils.env import configure_faiss_threads, resolve_device, seed_everything
     from ..utils.keys import describe, load_reporting_keys
     from ..utils.logger import setup_logger
-    import oneforall.heads  # noqa: F401  (ClassificationHead: the classification tasks of an extracted OneForAll model)
 
+    load_config_plugins(cfg)  # Global.plugins: e.g. the heads of an extracted OneForAll model (docs/design.md)
     setup_logger()
     configure_faiss_threads()
     device = resolve_device(args.device or cfg.get_path("Global.device", "auto"))

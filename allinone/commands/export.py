@@ -59,7 +59,9 @@ def run(args):
     from ..engine.export import check_export, export_onnx, export_task
     from ..modeling import build_model
     from ..modeling.checkpoint import load_checkpoint
+    from ..plugins import load_config_plugins
 
+    load_config_plugins(cfg)
     paddle.set_device("cpu")
     for head in cfg.Model.heads.values():
         head.num_classes = 0  # the extractor has no classifier; a training checkpoint's are skipped

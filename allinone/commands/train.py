@@ -17,8 +17,11 @@ from ..utils.cli import quiet_third_party
 quiet_third_party()
 
 from ..config import ConfigError, load_config  # noqa: E402  (after the quiet set-up)
+from ..registry import TRAIN_RUNNERS  # noqa: E402
 from ..utils.cli import output_write_error, run_cli, writable_dir  # noqa: E402
 from ..utils.env import configure_threads, import_paddle  # noqa: E402
+
+DEFAULT_RUNNER = "allinone"  # Global.runner when the config names none
 
 
 def parse_args(argv=None, prog="ufo-train"):
@@ -69,28 +72,32 @@ def evaluation_pictures(entries, prepared, results):
 
 
 def run(args):
+    """Hand the config to the training program its `Global.runner` names (registry TRAIN_RUNNERS; default
+    `allinone`, `train_or_evaluate` below); plugins (`Global.plugins`, installed ones) may register others."""
     cfg = load_config(args.config, args.override)
-    if "Data" in cfg:  # a traffic three-task config (configs/traffic/, docs/traffic.md)
-        from oneforall.traffic.train import run as run_traffic
+    configure_threads(cfg.get_path("Global.num_threads"))
+    import_paddle()  # after the thread set-up
 
-        return run_traffic(args)
+    from ..plugins import load_config_plugins
+
+    load_config_plugins(cfg)
     try:
-        return train_or_evaluate(args, cfg)
+        runner = TRAIN_RUNNERS.get(cfg.get_path("Global.runner", DEFAULT_RUNNER))
+    except KeyError as err:
+        raise ConfigError(f"Global.runner in {cfg.source}: {err.args[0]}") from None
+    try:
+        return runner(args, cfg)
     except OSError as err:  # a write that the output folder refuses (a full disk, ...) is a user error
-        replacement = output_write_error(err, cfg.Global.output_dir)
+        replacement = output_write_error(err, cfg.get_path("Global.output_dir", "."))
         if replacement is None:
             raise
         raise replacement from None
 
 
 def train_or_evaluate(args, cfg):
-    configure_threads(cfg.get_path("Global.num_threads"))
-    import_paddle()  # after the thread set-up
-
+    """allinone's training (or `--eval-only` evaluation) of `cfg`: the `allinone` entry of TRAIN_RUNNERS."""
     from .. import data  # noqa: F401  (registers the data sets)
-    import oneforall.moe_training  # noqa: F401  (the task-MoE backbone, TaskMoEStep, heads, data and losses)
-    from oneforall.chip_training import named_subnet_evaluation, uses_supernet  # registers the supernet steps
-    from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint
+    from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint, step_class
     from ..engine.distributed import init_distributed
     from ..modeling import build_model
     from ..modeling.checkpoint import load_checkpoint
@@ -98,6 +105,8 @@ def train_or_evaluate(args, cfg):
     from ..utils.logger import setup_logger
 
     check_training_config(cfg)
+    # the step that trains the model says how it is evaluated (a supernet's step: its named sub-networks)
+    wrap_evaluation = step_class(cfg, "SimpleStep").wrap_evaluation
     rank, world_size = init_distributed()
     output_dir = cfg.Global.output_dir
     writable_dir(output_dir, "Global.output_dir")  # before any data is read or a model is built
@@ -118,13 +127,10 @@ def train_or_evaluate(args, cfg):
         model = build_model(cfg)
         logger.info("%s", load_checkpoint(model, weights))
         model.eval()
-        evaluate = make_evaluate_fn(cfg, evaluate_names)
-        return (named_subnet_evaluation(evaluate) if uses_supernet(cfg) else evaluate)(model)
+        return wrap_evaluation(make_evaluate_fn(cfg, evaluate_names))(model)
     # evaluation_script.py's EvaluationSuite, built once now (a bad table or a missing test set fails before
     # training), called by the evaluation hook on rank 0
-    evaluate_fn = make_evaluate_fn(cfg, evaluate_names) if cfg.Train.eval_period else None
-    if evaluate_fn is not None and uses_supernet(cfg):  # the largest and the smallest sub-network, each named
-        evaluate_fn = named_subnet_evaluation(evaluate_fn)
+    evaluate_fn = wrap_evaluation(make_evaluate_fn(cfg, evaluate_names)) if cfg.Train.eval_period else None
     trainer = build_trainer(cfg, resume, evaluate_fn)
     if rank == 0:
         cfg.dump(os.path.join(output_dir, "config.yaml"))
@@ -132,6 +138,9 @@ def train_or_evaluate(args, cfg):
                 trainer.iter, trainer.max_iter, output_dir)
     trainer.train()
     return None
+
+
+TRAIN_RUNNERS.register(train_or_evaluate, name=DEFAULT_RUNNER)
 
 
 def main(argv=None, prog="ufo-train"):

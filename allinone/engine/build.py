@@ -23,7 +23,8 @@ from .trainer import Trainer
 logger = logging.getLogger("allinone.engine")
 
 SECTIONS = ("Global", "Model", "Eval", "Train", "DataLoader", "Loss", "Optimizer")
-GLOBAL_KEYS = ("device", "seed", "num_threads", "output_dir")
+# plugins: modules to import (allinone/plugins.py); runner: the program tools/train.py hands the config to
+GLOBAL_KEYS = ("device", "seed", "num_threads", "output_dir", "plugins", "runner")
 TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", "eval_period", "eval_datasets",
               "amp", "init_checkpoint", "step")
 # integer keys of Train and the least value each takes (a float such as 10.5 is refused, not truncated)
@@ -37,7 +38,8 @@ def check_training_config(cfg):
     """Raise ConfigError on an unknown section or key of the training sections (the model checks its own)."""
     unknown = sorted(set(cfg) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"unknown section(s) {unknown} in {cfg.source}; allowed: {list(SECTIONS)}")
+        raise ConfigError(f"unknown section(s) {unknown} in {cfg.source}; allowed: {list(SECTIONS)} (a config of "
+                          f"another training program names it in Global.runner)")
     for section in ("Train", "DataLoader", "Loss", "Optimizer"):
         if section not in cfg:
             raise ConfigError(f"{cfg.source}: a training config needs a '{section}' section")
@@ -60,9 +62,7 @@ def check_training_config(cfg):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{key} in {cfg.source} must be an integer >= 0 (data-loading worker processes), "
                               f"got {value!r}")
-    step = cfg.Train.get("step") or {"name": "SimpleStep"}
-    if not isinstance(step, dict) or step.get("name") not in STEPS:
-        raise ConfigError(f"Train.step in {cfg.source} must be {{name: one of {list(STEPS)}, ...}}, got {step!r}")
+    step_class(cfg, "SimpleStep")
     if cfg.Train.amp.enabled and cfg.Train.amp.dtype not in AMP_DTYPES:
         raise ConfigError(f"Train.amp.dtype must be one of {AMP_DTYPES}, got '{cfg.Train.amp.dtype}'")
 
@@ -120,6 +120,18 @@ def build_trainer(cfg, resume_path=None, evaluate_fn=None):
     if resume_path:
         resume_trainer(trainer, resume_path)
     return trainer
+
+
+def step_class(cfg, default):
+    """The class `Train.step.name` names (registry STEPS, plugins' steps included; `default` when the key is
+    absent); a ConfigError naming Train.step and what is registered otherwise."""
+    step = cfg.Train.get("step") or {"name": default}
+    if not isinstance(step, dict) or not isinstance(step.get("name"), str):
+        raise ConfigError(f"Train.step in {cfg.source} must be {{name: a STEPS entry, ...}}, got {step!r}")
+    try:
+        return STEPS.get(step["name"])
+    except KeyError as err:
+        raise ConfigError(f"Train.step.name in {cfg.source}: {err.args[0]}") from None
 
 
 def build_step(cfg, default):

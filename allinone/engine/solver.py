@@ -145,9 +145,11 @@ def build_optimizer(opt_cfg, model, scheduler):
     unset; a key the chosen optimizer does not take is an error naming it."""
     opt_cfg.check_keys(OPTIMIZER_KEYS, "Optimizer")
     name = opt_cfg.get("name")
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"Optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
-    factory = OPTIMIZERS.get(name)
+    try:
+        factory = OPTIMIZERS.get(name)  # plugins' optimizers included
+    except KeyError as err:
+        raise ConfigError(f"Optimizer.name must be one of the registered optimizers, got {name!r}: {err.args[0]}") \
+            from None
     specific = {key: opt_cfg[key] for key in ("momentum", "beta1", "beta2", "epsilon") if opt_cfg.get(key) is not None}
     accepted = factory.__code__.co_varnames[:factory.__code__.co_argcount]
     refused = sorted(set(specific) - set(accepted))

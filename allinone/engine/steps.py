@@ -6,7 +6,8 @@ A step calls the Trainer's building blocks (see trainer.py); it may hold state (
 A step also decides how the model is built (`build_model`) and what a checkpoint holds of the model and optimizer
 (`model_state` / `optimizer_state`, read back by `load_model_state` / `load_optimizer_state`): SimpleStep's are the
 plain ones; oneforall's TaskMoEStep builds each process with only its own tasks' experts and has each rank write
-and read only its parts of a checkpoint folder (`checkpoint_parts` / `parts_to_read`).
+and read only its parts of a checkpoint folder (`checkpoint_parts` / `parts_to_read`). A step also says how the
+model it trains is evaluated (`wrap_evaluation`).
 """
 import contextlib
 
@@ -32,6 +33,12 @@ class SimpleStep:
 
     def set_state_dict(self, state):
         pass
+
+    @classmethod
+    def wrap_evaluation(cls, evaluate):
+        """How a model this step trains is evaluated, from `evaluate(model) -> {key: value}`: as it is here; a
+        supernet's step evaluates named sub-networks (oneforall.chip_training). Used by the training command."""
+        return evaluate
 
     def build_model(self, cfg):
         """The model of `cfg.Model` (called by the engine before the optimizer sees its parameters)."""

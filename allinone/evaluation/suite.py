@@ -20,7 +20,7 @@ ENTRY_KEYS = ("name", "dataset", "head", "task", "evaluator", "published", "data
 ENTRY_REQUIRED = ("name", "dataset", "head", "evaluator")
 EVAL_SECTIONS = ("Global", "Model", "Eval")
 TRAINING_SECTIONS = ("Train", "DataLoader", "Loss", "Optimizer")  # read by tools/train.py, which checks them
-EVAL_GLOBAL_KEYS = ("device", "seed", "num_threads")
+EVAL_GLOBAL_KEYS = ("device", "seed", "num_threads", "plugins")  # plugins: allinone/plugins.py
 
 
 def check_evaluation_config(cfg):
@@ -32,7 +32,7 @@ def check_evaluation_config(cfg):
     training = "Train" in cfg
     cfg.check_keys(EVAL_SECTIONS + (TRAINING_SECTIONS if training else ()), "top level")
     if "Global" in cfg:
-        cfg.Global.check_keys(EVAL_GLOBAL_KEYS + (("output_dir",) if training else ()), "Global")
+        cfg.Global.check_keys(EVAL_GLOBAL_KEYS + (("output_dir", "runner") if training else ()), "Global")
     for section in ("Model", "Eval"):
         if section not in cfg:
             raise ConfigError(f"{cfg.source}: no '{section}' section (evaluation needs Model and Eval; see "

@@ -3,6 +3,7 @@ import inspect
 import logging
 
 from ..config import ConfigError
+from ..plugins import load_config_plugins
 from ..registry import BACKBONES, HEADS
 from . import heads, vision_transformer  # noqa: F401  (register the components)
 from .meta_arch import MultiTaskModel
@@ -21,6 +22,7 @@ def build_model(cfg):
     ConfigError naming it (`Model.backbone.<key>`, `Model.heads.<head>.<key>`) and the config file."""
     if "Model" not in cfg:
         raise ConfigError(f"config {getattr(cfg, 'source', None) or ''} has no 'Model' section")
+    load_config_plugins(cfg)  # the components of its Global.plugins (allinone/plugins.py)
     source = getattr(cfg, "source", None) or "the config"
     model_cfg = cfg["Model"]
     unknown = sorted(set(model_cfg) - set(MODEL_KEYS))
@@ -57,9 +59,9 @@ def _build(registry, component_cfg, where, source, **builder_arguments):
         raise ConfigError(f"{source}: {where} needs a 'name' entry (one of {list(registry)}), got {component_cfg!r}")
     try:
         cls = registry.get(component_cfg["name"])
-    except KeyError:
-        raise ConfigError(f"{source}: {where}.name: unknown {registry.name} '{component_cfg['name']}'; registered: "
-                          f"{list(registry)}") from None
+    except KeyError as err:  # the registry's message lists what is registered (plugins' components included)
+        raise ConfigError(f"{source}: {where}.name: unknown {registry.name} '{component_cfg['name']}': "
+                          f"{err.args[0]}") from None
     given = set(component_cfg) - {"name"}
     reserved = sorted(given & set(builder_arguments))
     if reserved:

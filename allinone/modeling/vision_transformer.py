@@ -125,6 +125,9 @@ class PatchEmbedOverlap(nn.Layer):
     def __init__(self, img_size, patch_size, stride_size, in_chans, embed_dim):
         super().__init__()
         self.img_size = img_size
+        # the convolution's geometry, kept for the code that re-creates or measures it (Paddle's Conv2D keeps it
+        # only in private attributes)
+        self.patch_size, self.stride_size, self.in_chans = int(patch_size), int(stride_size), int(in_chans)
         self.grid_size = tuple((size - patch_size) // stride_size + 1 for size in img_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=stride_size)

@@ -2,7 +2,8 @@
 
     python -m oneforall.traffic.train -c configs/traffic/tiny_cpu.yaml [-o Section.key=value ...] [--resume [PATH]]
     python -m oneforall.traffic.train -c CONFIG --eval-only --resume PATH
-    sh scripts/train.sh configs/traffic/tiny_cpu.yaml [args]      # tools/train.py hands a traffic config here;
+    sh scripts/train.sh configs/traffic/tiny_cpu.yaml [args]      # tools/train.py hands a traffic config here
+                                                                  # (Global.runner: traffic);
                                                                   # NPROC=2 CPU processes or GPUS=... data parallel
 
 The recipe's step (`PerTaskStep`, in steps.py): one batch of every task, a separate forward and backward per task (gradients
@@ -22,7 +23,7 @@ SECTIONS = ("Global", "Model", "Data", "Train", "Optimizer")
 TRAIN_KEYS = ("max_iter", "checkpoint_period", "checkpoint_keep", "log_period", "eval_period", "init_checkpoint",
               "step")
 DATA_KEYS = ("root", "num_workers", "train", "eval")
-GLOBAL_KEYS = ("seed", "num_threads", "output_dir")
+GLOBAL_KEYS = ("seed", "num_threads", "output_dir", "plugins", "runner")  # plugins, runner: docs/design.md
 EVAL_KEYS = ("batch_size", "transform", "num_classes")
 
 
@@ -88,7 +89,10 @@ def build_traffic_trainer(cfg, resume_path=None, evaluate_fn=None, root=None):
     return trainer
 
 
-def run(args):
+def run(args, cfg=None):
+    """Train (or with `args.eval_only` evaluate) the traffic config `cfg` (read from `args.config` when not given).
+    oneforall.plugin registers it as the `traffic` entry of TRAIN_RUNNERS: tools/train.py hands it a config with
+    `Global.runner: traffic`."""
     from allinone.engine.build import find_resume_checkpoint
     from allinone.engine.distributed import init_distributed
     from allinone.modeling.checkpoint import load_checkpoint
@@ -98,7 +102,8 @@ def run(args):
     from .model import build_traffic_model
     from .predict import data_root, make_evaluate_fn
 
-    cfg = load_config(args.config, args.override)
+    if cfg is None:
+        cfg = load_config(args.config, args.override)
     configure_threads(cfg.get_path("Global.num_threads"))
     check_config(cfg)
     rank, world_size = init_distributed()

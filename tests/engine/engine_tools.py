@@ -32,6 +32,14 @@ def run_train(config, output_dir, mini_root, *args, timeout=300):
     return subprocess.run(cmd, cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=timeout)
 
 
+def optimizer_parameter_keys(module, optimizer):
+    """The structured names (`backbone.blocks.0...`) of the parameters of `module` the optimizer holds state for,
+    read from its public state_dict, whose accumulators are named '<parameter name>_<accumulator>_<i>'."""
+    names = {param.name: key for key, param in module.named_parameters()}
+    state = [key for key, value in optimizer.state_dict().items() if isinstance(value, paddle.Tensor)]
+    return sorted({key for name, key in names.items() if any(entry.startswith(name + "_") for entry in state)})
+
+
 def model_state(path):
     """{key: numpy array} of the model part of a training checkpoint."""
     return {key: np.asarray(value) for key, value in paddle.load(str(path), return_numpy=True)["model"].items()}

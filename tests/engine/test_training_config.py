@@ -67,7 +67,8 @@ def test_shortening_the_demo_run_from_the_command_line_keeps_a_valid_warmup():
     ("Train.max_iter=0", r"Train.max_iter in .* must be an integer >= 1, got 0"),
     ("Train.checkpoint_period=-1", r"Train.checkpoint_period in .* must be an integer >= 0, got -1"),
     ("Train.log_period=2.0", r"Train.log_period in .* must be an integer >= 1, got 2.0"),
-    ("Train.step.name=Sandwich", r"Train.step in .* must be \{name: one of \['SandwichStep', 'SimpleStep'"),
+    ("Train.step.name=Sandwich",
+     r"Train.step.name in .*STEPS registry has no 'Sandwich'; registered: \[.*'SandwichStep', 'SimpleStep'"),
     ("DataLoader.train.num_workers=-1", r"DataLoader.train.num_workers in .* must be an integer >= 0 .*got -1"),
 ])
 def test_a_train_number_or_step_that_is_not_what_the_key_takes_is_refused(override, message):

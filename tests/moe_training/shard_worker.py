@@ -1,7 +1,7 @@
 """One launched process of the sharded-expert test: trains the given config for its Train.max_iter steps with the
 engine and writes what this rank holds to OUT/rank<r>.json (state-dict keys, parameter count, the parameters the
-optimizer updates and its state keys) and, for every checkpoint save, the bytes the saving thread wrote and the bytes
-the whole process read meanwhile, as the kernel counts them (/proc/thread-self/io and /proc/self/io: files and
+optimizer holds state for, and its state keys) and, for every checkpoint save, the bytes the saving thread wrote
+and the bytes the whole process read meanwhile, as the kernel counts them (/proc/thread-self/io and /proc/self/io: files and
 sockets alike); with --resume=PATH, the bytes the resuming thread read.
 
     python -m paddle.distributed.launch --nproc_per_node 2 shard_worker.py OUT CONFIG [key=value ...] [--resume=PATH]
@@ -9,6 +9,8 @@ sockets alike); with --resume=PATH, the bytes the resuming thread read.
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine"))
 
 
 def main(out, config, *overrides):
@@ -19,6 +21,7 @@ def main(out, config, *overrides):
     from allinone.engine.build import build_trainer, resume_trainer
     from allinone.engine.distributed import init_distributed
     from allinone.utils.env import seed_everything
+    from engine_tools import optimizer_parameter_keys
 
     rank, _ = init_distributed()
     resume = [item.split("=", 1)[1] for item in overrides if item.startswith("--resume=")]
@@ -36,11 +39,9 @@ def main(out, config, *overrides):
         cfg.dump(os.path.join(out, "run", "config.yaml"))  # as tools/train.py: heads sized by the data
     trainer.train()
     module, optimizer = trainer.module, trainer.optimizer
-    key_of = {id(param): key for key, param in module.named_parameters()}
-    updated = [key_of[id(param)] for group in optimizer._param_groups for param in group["params"]]
     state = module.state_dict()
     report = {"keys": sorted(state), "numel": int(sum(value.size for value in state.values())),
-              "optimizer_params": sorted(updated),
+              "optimizer_params": optimizer_parameter_keys(module, optimizer),
               "optimizer_state": sorted(key for key, value in optimizer.state_dict().items()
                                         if isinstance(value, paddle.Tensor)),
               "saves": saves, "resume_read": resume_read}

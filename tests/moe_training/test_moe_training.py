@@ -12,7 +12,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "engine"))
-from engine_tools import PYTHON, model_state, run_train, tool_env  # noqa: E402
+from engine_tools import PYTHON, model_state, optimizer_parameter_keys, run_train, tool_env  # noqa: E402
 
 TINY = os.path.join(ROOT, "configs", "oneforall", "tiny_taskmoe_train.yaml")
 RECIPE = os.path.join(ROOT, "configs", "oneforall", "vithuge_taskmoe_24tasks.yaml")
@@ -248,8 +248,11 @@ def test_recipe_parameter_groups_match_the_original(monkeypatch):
     assert list(cfg.Model.heads) == list(cfg.Model.backbone.tasks) == list(cfg.DataLoader.train.tasks)
     model = build_model(cfg)
     optimizer = build_optimizer(cfg.Optimizer, model, build_lr_scheduler(cfg.Optimizer.lr, 60000))
-    in_optimizer = {id(p) for group in optimizer._param_groups for p in group["params"]}
-    lr = {name: (param.optimize_attr["learning_rate"] if id(param) in in_optimizer else None)
+    for param in model.parameters():  # one update with every parameter given a gradient: the optimizer then holds
+        param.grad = paddle.zeros_like(param)  # state for exactly the parameters it updates
+    optimizer.step()
+    in_optimizer = set(optimizer_parameter_keys(model, optimizer))
+    lr = {name: (param.optimize_attr["learning_rate"] if name in in_optimizer else None)
           for name, param in model.named_parameters()}
     for name, value in lr.items():
         if ".common_expert." in name or name.endswith(("_mean", "_variance")):
