@@ -1,8 +1,8 @@
 """One launched process of the sharded-expert test: trains the given config for its Train.max_iter steps with the
 engine and writes what this rank holds to OUT/rank<r>.json (state-dict keys, parameter count, the parameters the
 optimizer holds state for, and its state keys) and, for every checkpoint save, the bytes the saving thread wrote
-and the bytes the whole process read meanwhile, as the kernel counts them (/proc/thread-self/io and /proc/self/io: files and
-sockets alike); with --resume=PATH, the bytes the resuming thread read.
+and the bytes the whole process read meanwhile, as the kernel counts them (/proc/thread-self/io and /proc/self/io:
+files and sockets alike); with --resume=PATH, the bytes the resuming thread read.
 
     python -m paddle.distributed.launch --nproc_per_node 2 shard_worker.py OUT CONFIG [key=value ...] [--resume=PATH]
 """
