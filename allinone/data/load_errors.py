@@ -12,6 +12,7 @@ themselves are not copied.
 """
 import numbers
 import os
+import threading
 import traceback
 
 import numpy as np
@@ -86,10 +87,11 @@ class LoadFailure:
 
 
 def origin():
-    """Where loading runs: one of the loader's worker processes, or this process (its read-ahead thread)."""
+    """Where loading runs: one of the loader's worker processes, or a thread of this process (the loader's
+    read-ahead thread; with workers, the batch sampler runs in the iterating thread)."""
     info = paddle.io.get_worker_info()
     if info is None:
-        return f"the loader's thread of process {os.getpid()}"
+        return f"process {os.getpid()}, thread {threading.current_thread().name!r}"
     return f"loader worker {info.id} of {info.num_workers} (process {os.getpid()})"
 
 
