@@ -140,13 +140,11 @@ class GuardedCollate:
         self.collate_fn, self.dataset, self.name = collate_fn, dataset, name
 
     def __call__(self, pairs):
-        keys = [key for key, _ in pairs]
-        samples = [sample for _, sample in pairs]
-        for sample in samples:
-            if isinstance(sample, LoadFailure):
-                return failure_batch(sample)
+        keys, samples = zip(*pairs)
+        if LoadFailure in map(type, samples):  # (C-level loops: the cost per sample stays negligible)
+            return failure_batch(next(sample for sample in samples if type(sample) is LoadFailure))
         try:
-            batch = self.collate_fn(samples)
+            batch = self.collate_fn(list(samples))
             check_carried(batch)
         except Exception as err:  # noqa: BLE001
             return failure_batch(LoadFailure(self.name, "collate", keys, err, item_names(self.dataset, keys)))
