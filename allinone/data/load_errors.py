@@ -38,6 +38,9 @@ class DataLoadingError(RuntimeError):
         super().__init__(failure.summary())
         self.failure = failure
 
+    def __reduce__(self):  # pickles (e.g. gathered from another rank) from its record, not from the message
+        return type(self), (self.failure,)
+
 
 class UnreadableImageError(DataLoadingError, ImageReadError):
     """A `DataLoadingError` whose cause is an unreadable image: also an `ImageReadError` (a user error)."""

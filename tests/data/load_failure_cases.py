@@ -77,13 +77,17 @@ def broken_transform(*args):
     raise ValueError("this transform is broken")
 
 
+def varying_size(image):
+    """A transform whose images alternate between two heights: a batch of them cannot be stacked."""
+    return np.zeros((3, 8 + next(varying_size.counter) % 2, 8), "float32")
+
+
+varying_size.counter = itertools.count()
+
+
 def sizes_that_vary(sample):
-    """A traffic transform whose images alternate between two heights: the batch cannot be stacked."""
-    sample["images"] = np.zeros((3, 8 + next(sizes_that_vary.counter) % 2, 8), "float32")
-    return sample
-
-
-sizes_that_vary.counter = itertools.count()
+    """The same as a traffic transform (on sample dicts)."""
+    return dict(sample, images=varying_size(sample["images"]))
 
 
 def iterate_train(tasks, num_workers, edit=None):
@@ -114,13 +118,6 @@ def traffic_train(num_workers, transform):
     for _ in range(4):
         next(loader)
     loader.close()
-
-
-def varying_size(image):
-    return np.zeros((3, 8 + next(varying_size.counter) % 2, 8), "float32")
-
-
-varying_size.counter = itertools.count()
 
 
 def broken_test_images(num_workers):

@@ -129,6 +129,9 @@ def test_a_failure_record_pickles_whatever_the_original_exception_held():
     assert str(error) == ("train task 'x' (Set): preparing sample 3 (seed 99, /data/a.jpg) failed with Unpicklable: "
                           "holds a lambda")
     assert "raise Unpicklable()" in str(error.__cause__)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    image_error = LoadFailure("evaluation images (TestImageDataset)", "sample", [0], ImageReadError("bad")).error()
+    assert isinstance(pickle.loads(pickle.dumps(image_error)), ImageReadError)
 
 
 def test_a_failed_collate_of_many_samples_shows_the_first_indices():
