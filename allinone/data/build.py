@@ -7,7 +7,8 @@ import paddle
 
 from ..registry import SAMPLERS, TRAIN_DATASETS
 from ..utils.env import get_rank, get_world_size
-from .common import TestImageDataset, collate, collate_with_errors, raise_sample_errors
+from .common import TestImageDataset, collate
+from .load_errors import guarded_loader, raise_load_failure
 from .samplers import InferenceSampler, RankBatches, restore_order
 from .transforms import TestTransform, global_rngs_restored
 
@@ -34,9 +35,11 @@ class TaskLoader(NamedTuple):
     num_workers: int
 
 
-def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, world_size=None):
+def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, world_size=None,
+                      name="evaluation images"):
     """Batches `{"images": Tensor[b, 3, H, W], "index": Tensor[b]}` of this rank's contiguous share of `items`
-    (image sources or `(source, pid, camid)`), in order. An unreadable image raises an error naming it.
+    (image sources or `(source, pid, camid)`), in order. An unreadable image raises an `UnreadableImageError` (an
+    `ImageReadError`) naming it, any other failure a `DataLoadingError`; `name` says which images in those errors.
 
     With a `TestTransform` the dataset yields uint8 images and the batches are normalised after the loader (4x less
     to copy out of the workers and to the device); any other transform runs whole in the dataset.
@@ -46,16 +49,16 @@ def build_test_loader(items, transform, batch_size=8, num_workers=0, rank=None, 
     sampler = InferenceSampler(len(items), rank, world_size)
     split = isinstance(transform, TestTransform)
     dataset = TestImageDataset(items, transform.to_uint8 if split else transform)
-    return TestLoader(paddle.io.DataLoader(dataset,
-                                           batch_sampler=paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size),
-                                           collate_fn=collate, num_workers=num_workers,
-                                           use_shared_memory=WORKER_SHARED_MEMORY),
+    batches = paddle.io.BatchSampler(sampler=sampler, batch_size=batch_size)
+    return TestLoader(guarded_loader(dataset, batches, collate, f"{name} ({type(dataset).__name__})", num_workers,
+                                     use_shared_memory=WORKER_SHARED_MEMORY),
                       transform.normalize if split else None)
 
 
 class TestLoader:
-    """A `paddle.io.DataLoader` whose batches are checked (a failed image raises here, naming it), and normalised
-    by `normalize`, when given, where they arrive."""
+    """A guarded `paddle.io.DataLoader` (`load_errors.guarded_loader`) whose failures are raised here, and whose
+    batches are normalised by `normalize`, when given, where they arrive. Its thread and workers stop when the
+    iteration ends, fails or is abandoned."""
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -63,11 +66,15 @@ class TestLoader:
         self.loader, self.normalize = loader, normalize
 
     def __iter__(self):
-        for batch in self.loader:
-            batch = raise_sample_errors(batch)
-            if self.normalize is not None:
-                batch["images"] = self.normalize(batch["images"])
-            yield batch
+        iterator = iter(self.loader)
+        try:
+            for batch in iterator:
+                batch = raise_load_failure(batch)
+                if self.normalize is not None:
+                    batch["images"] = self.normalize(batch["images"])
+                yield batch
+        finally:
+            close_iterator(iterator)
 
     def __len__(self):
         return len(self.loader)
@@ -91,10 +98,12 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
     images); it is built with `from_config(task, root, **dataset args)`. Any class works that has `__len__`,
     `__getitem__((index, seed))` returning a sample dict (all its randomness drawn from `seed`), `targets` (one label
     per item, for the samplers), `num_classes`, and optionally `collate(samples)` (default: `common.collate`, which
-    stacks arrays; a detection set keeps ragged boxes as lists) and `check_rank_batch(rows)` (raises when its collate
-    cannot take batches of that many rows per rank). `batch_size` is the task's global batch; `sampler` a
-    SAMPLERS entry (default TrainingSampler); task k shuffles with its own RNG seeded `seed + k`, and augments each
-    sample from a seed of (`seed`, k, the sample's position in the task's stream), see `RankBatches`.
+    stacks arrays; a detection set keeps ragged boxes as lists), `check_rank_batch(rows)` (raises when its collate
+    cannot take batches of that many rows per rank) and `item_name(index)` (what errors call an item, e.g. its file).
+    `batch_size` is the task's global batch; `sampler` a SAMPLERS entry (default TrainingSampler); task k shuffles
+    with its own RNG seeded `seed + k`, and augments each sample from a seed of (`seed`, k, the sample's position in
+    the task's stream), see `RankBatches`. An exception in the sampler, the dataset or the collate is raised by
+    `next(loader)` as a `DataLoadingError` naming the task, the samples and the cause (`load_errors`).
     """
     rank = get_rank() if rank is None else rank
     world_size = get_world_size() if world_size is None else world_size
@@ -112,7 +121,7 @@ def build_train_loader(tasks, mode="heterogeneous", seed=0, num_workers=0, root=
         sampler = SAMPLERS.build(dict(spec.get("sampler", {"name": "TrainingSampler"})), targets=dataset.targets,
                                  batch_size=int(spec["batch_size"]), world_size=world_size, seed=seed + position)
         batches = RankBatches(sampler, rank, world_size, seed=seed, task=position)
-        if hasattr(dataset, "check_rank_batch"):  # an error now, not inside the loader's thread (which would hang)
+        if hasattr(dataset, "check_rank_batch"):  # an error now, before the model is built, not at the first batch
             dataset.check_rank_batch(batches.per_rank)
         loaders[task] = TaskLoader(dataset, batches, spec.get("num_workers", num_workers))
     return MultiTaskTrainLoader(loaders, mode)
@@ -161,11 +170,16 @@ class MultiTaskTrainLoader:
         loader = self.loaders[task]
         if task not in self.iterators:
             with global_rngs_restored():  # Paddle draws its workers' base seed from NumPy's generator
-                collate_fn = collate_with_errors(getattr(loader.dataset, "collate", collate))
-                self.iterators[task] = iter(paddle.io.DataLoader(loader.dataset, batch_sampler=loader.batches,
-                                                                 collate_fn=collate_fn, num_workers=loader.num_workers,
-                                                                 use_shared_memory=WORKER_SHARED_MEMORY))
-        batch = raise_sample_errors(next(self.iterators[task]))
+                name = f"train task '{task}' ({type(loader.dataset).__name__})"
+                self.iterators[task] = iter(guarded_loader(loader.dataset, loader.batches,
+                                                           getattr(loader.dataset, "collate", collate), name,
+                                                           loader.num_workers, use_shared_memory=WORKER_SHARED_MEMORY))
+        batch = next(self.iterators[task])
+        try:
+            raise_load_failure(batch)
+        except Exception:
+            self.close()  # the failed task's loader has ended; stop every thread and worker before the error leaves
+            raise
         loader.batches.consumed()
         skipped = int(np.asarray(batch.pop("skipped", 0)).sum())
         if skipped:
@@ -190,10 +204,7 @@ class MultiTaskTrainLoader:
         """Stop every task's read-ahead thread and worker processes now (rather than whenever the garbage collector
         gets to them, which at interpreter exit makes Paddle report "DataLoader workers exit unexpectedly")."""
         for iterator in self.iterators.values():
-            stop_read_ahead_thread(iterator)
-            shutdown = getattr(iterator, "_try_shutdown_all", None)  # what the iterator's own __del__ calls
-            if shutdown is not None:
-                shutdown()
+            close_iterator(iterator)
         self.iterators = {}
 
     def __enter__(self):
@@ -201,6 +212,14 @@ class MultiTaskTrainLoader:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def close_iterator(iterator):
+    """Stop a Paddle loader iterator's read-ahead thread and worker processes now."""
+    stop_read_ahead_thread(iterator)
+    shutdown = getattr(iterator, "_try_shutdown_all", None)  # what the iterator's own __del__ calls
+    if shutdown is not None:
+        shutdown()
 
 
 def stop_read_ahead_thread(iterator):

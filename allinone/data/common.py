@@ -1,14 +1,9 @@
 """Datasets that `paddle.io.DataLoader` iterates: images to evaluate in order, and one task's training images with
-merged identity labels; plus the collate function that batches their dicts.
-
-Paddle's DataLoader loses an exception raised inside a dataset (it dies in a reader thread: a hang with 0 workers,
-an anonymous "blocking queue is killed" with workers). So a failing sample is returned as `{"error": ...}`, the
-batch carries it to the calling process, and `raise_sample_errors` raises it there with its message.
+merged identity labels; plus the collate function that batches their dicts. (Their exceptions reach the loop
+through the loaders' guards, `load_errors`.)
 """
-import functools
 import logging
 import numbers
-import traceback
 
 import numpy as np
 import paddle
@@ -18,29 +13,6 @@ from .io import ImageReadError, image_name, read_image
 from .transforms import seeded_global_rngs
 
 logger = logging.getLogger(__name__)
-
-
-def errors_as_samples(getitem):
-    """Wrap `__getitem__` so an exception becomes an `{"error", "error_type"}` sample (see the module doc)."""
-
-    @functools.wraps(getitem)
-    def wrapper(self, index):
-        try:
-            return getitem(self, index)
-        except ImageReadError as err:
-            return {"error": str(err), "error_type": "ImageReadError"}
-        except Exception as err:
-            return {"error": f"sample {index}: {traceback.format_exc()}", "error_type": type(err).__name__}
-
-    return wrapper
-
-
-def raise_sample_errors(batch):
-    """Raise, in the calling process, the first error a batch carries (`ImageReadError` for unreadable images)."""
-    if "error" in batch:
-        message, kind = batch["error"][0], batch["error_type"][0]
-        raise (ImageReadError if kind == "ImageReadError" else RuntimeError)(message)
-    return batch
 
 
 class TestImageDataset(paddle.io.Dataset):
@@ -56,7 +28,9 @@ class TestImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.sources)
 
-    @errors_as_samples
+    def item_name(self, index):
+        return image_name(self.sources[index])
+
     def __getitem__(self, index):
         return {"images": self.transform(read_image(self.sources[index])), "index": np.int64(index)}
 
@@ -111,7 +85,9 @@ class TrainImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.sources)
 
-    @errors_as_samples
+    def item_name(self, index):
+        return image_name(self.sources[index])
+
     def __getitem__(self, index_and_seed):
         index, seed = index_and_seed
         for skipped in range(self.MAX_SKIPS + 1):
@@ -135,32 +111,28 @@ def label_index(name_and_ids):
     return {label: i for i, label in enumerate(sorted({f"{name}_{value}" for name, value in name_and_ids}))}
 
 
-def collate_with_errors(collate_fn):
-    """`collate_fn` for batches without failed samples; a batch with one becomes their errors (see the module doc),
-    so a dataset's own collate never sees an error sample."""
-
-    @functools.wraps(collate_fn)
-    def wrapper(samples):
-        if any(isinstance(sample, dict) and "error" in sample for sample in samples):
-            return collate(samples)
-        return collate_fn(samples)
-
-    return wrapper
-
-
 def collate(samples):
     """Batch a list of sample dicts: arrays stack on a new axis 0, numbers become int64/float64 arrays, strings
-    stay lists (as the original's `fast_batch_collator`). A batch with failed samples becomes their errors."""
-    failed = [sample for sample in samples if isinstance(sample, dict) and "error" in sample]
-    if failed:  # (Paddle's loader drops a batch without any array, hence "num_errors")
-        return {"error": [sample["error"] for sample in failed],
-                "error_type": [sample["error_type"] for sample in failed],
-                "num_errors": np.array([len(failed)], dtype=np.int64)}
+    stay lists (as the original's `fast_batch_collator`)."""
     first = samples[0]
     if isinstance(first, dict):
-        return {key: collate([sample[key] for sample in samples]) for key in first}
+        batch = {}
+        for key in first:
+            try:
+                values = [sample[key] for sample in samples]
+            except KeyError:
+                raise KeyError(f"field {key!r} is in the batch's first sample but not in all of them") from None
+            try:
+                batch[key] = collate(values)
+            except (KeyError, TypeError, ValueError) as err:  # name the field (nested: the path of fields)
+                raise type(err)(f"field {key!r}: {err.args[0] if err.args else err}") from None
+        return batch
     if isinstance(first, np.ndarray):
-        return np.stack(samples)
+        try:
+            return np.stack(samples)
+        except ValueError:
+            shapes = sorted({tuple(np.shape(sample)) for sample in samples})
+            raise ValueError(f"cannot stack arrays of different shapes {shapes}") from None
     if isinstance(first, numbers.Integral):
         return np.asarray(samples, dtype=np.int64)
     if isinstance(first, numbers.Real):

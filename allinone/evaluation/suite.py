@@ -166,7 +166,7 @@ def evaluate_test_set(model, entry, test_set, evaluator, batch_size, num_workers
     images = evaluator.images(test_set)
     transform = build_test_transform(model.backbone.img_size)
     shard = {} if distributed else {"rank": 0, "world_size": 1}
-    loader = build_test_loader(images, transform, batch_size, num_workers, **shard)
+    loader = build_test_loader(images, transform, batch_size, num_workers, name=f"test set {entry.name}", **shard)
     was_training = model.training
     model.eval()
     start = time.perf_counter()

@@ -6,16 +6,13 @@ from allinone.data.common import collate as allinone_collate
 
 
 def stack_collate(samples):
-    """Equal-sized samples: arrays stacked, numbers as arrays, strings as lists (errors passed on)."""
+    """Equal-sized samples: arrays stacked, numbers as arrays, strings as lists."""
     return allinone_collate(samples)
 
 
 def detection_collate(samples):
     """Images zero-padded bottom/right to the batch's largest H and W with `pad_mask` (1 = real pixel); boxes and
     classes stay per-image lists."""
-    failed = [s for s in samples if "error" in s]
-    if failed:
-        return allinone_collate(samples)
     height = max(s["images"].shape[1] for s in samples)
     width = max(s["images"].shape[2] for s in samples)
     images = np.zeros([len(samples), 3, height, width], np.float32)

@@ -16,7 +16,6 @@ import numpy as np
 import paddle
 from PIL import Image, ImageOps
 
-from allinone.data.common import errors_as_samples
 from allinone.data.io import ImageReadError
 from allinone.data.transforms import seeded_global_rngs
 from allinone.registry import TRAIN_DATASETS
@@ -85,7 +84,10 @@ class TrafficDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.items)
 
-    @errors_as_samples
+    def item_name(self, index):
+        """What loading errors call an item: its image file."""
+        return self.items[index][0]
+
     def __getitem__(self, key):
         index, seed = key if isinstance(key, (tuple, list)) else (key, None)
         sample = self.load(int(index))

@@ -8,9 +8,9 @@ draws for classification) and is split between ranks by allinone's `RankBatches`
 in the task's global stream, so 1 and N processes see the same samples augmented the same way.
 """
 import numpy as np
-import paddle
 
-from allinone.data.build import WORKER_SHARED_MEMORY
+from allinone.data.build import WORKER_SHARED_MEMORY, TestLoader
+from allinone.data.load_errors import guarded_loader
 from allinone.registry import SAMPLERS
 
 TASK_ORDER = ("segmentation", "fgvc", "trafficsign")
@@ -47,10 +47,12 @@ class ClassAwareSampler:
 
 
 def build_eval_loader(dataset, batch_size=1, num_workers=0):
-    """Every item of `dataset` once, in order (evaluation and prediction run on one process)."""
+    """Every item of `dataset` once, in order (evaluation and prediction run on one process). A failure to read,
+    transform or collate raises a `DataLoadingError` naming the split, the samples and their files."""
     batches = [list(range(i, min(i + batch_size, len(dataset)))) for i in range(0, len(dataset), batch_size)]
-    return paddle.io.DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collate, num_workers=num_workers,
-                                return_list=True, use_shared_memory=WORKER_SHARED_MEMORY)
+    name = f"{type(dataset).__name__} ({dataset.split} split)"
+    return TestLoader(guarded_loader(dataset, batches, dataset.collate, name, num_workers, return_list=True,
+                                     use_shared_memory=WORKER_SHARED_MEMORY))
 
 
 __all__ = ["ClassAwareSampler", "TASK_ORDER", "build_eval_loader"]
