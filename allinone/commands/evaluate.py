@@ -32,7 +32,9 @@ logger = logging.getLogger("allinone.evaluation")
 
 def parse_args(argv=None, prog="ufo-eval"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
-    parser.add_argument("--model_path", required=True, help="checkpoint: the official .pdmodel state dict or ours")
+    parser.add_argument("--model_path", required=True,
+                        help="checkpoint: the official .pdmodel state dict, a file of ours, or a sharded task-MoE "
+                             "checkpoint folder")
     parser.add_argument("--test_datasets", default=None,
                         help="one name or a comma-separated list of Eval.datasets / Eval.optional_datasets names "
                              "(default: all of Eval.datasets)")
