@@ -32,7 +32,7 @@ from oneforall.gpnas.models import normal_scores, targets_for, to_normal_scale  
 from oneforall.gpnas.selection import DEFAULT_FAMILIES, MULTITASK_SHARES, blend, multitask_weights  # noqa: E402
 
 SKLEARN_CLASSES = {
-    "mlp": [lambda h=h, a=a: MLPRegressor(h, alpha=a, max_iter=2000, early_stopping=False, random_state=0)
+    "mlp": [lambda h=h, a=a: MLPRegressor(hidden_layer_sizes=h, alpha=a, max_iter=2000, early_stopping=False, random_state=0)
             for h in ((64,), (128, 64)) for a in (1e-2, 1.0)],
     "boosted-trees": [lambda d=d, n=n: HistGradientBoostingRegressor(max_depth=d, max_iter=n, learning_rate=0.05,
                                                                      random_state=0)
