@@ -190,6 +190,117 @@ def depth_returns(rng):
     return score
 
 
+def choice_onehot(f):
+    """One-hot depth and per-layer heads and mlp choices (zeros for an absent layer): [N, 3 + 12 * 6]."""
+    columns = [f.depth[:, None] == np.array([-1, 0, 1])]
+    for layer in range(MAX_DEPTH):
+        columns.append(f.heads_choice[:, layer, None] == np.arange(3))
+        columns.append(f.mlp_choice[:, layer, None] == np.arange(3))
+    return np.hstack(columns).astype(np.float64)
+
+
+def network(rng):
+    """A random tanh network on the per-layer one-hot choices: 16 hidden units shared by every task (each task
+    reads them with shared-plus-own weights) and 4 hidden units of each task's own, at half the weight."""
+    inputs = 3 + 6 * MAX_DEPTH
+    shared_in, shared_bias = rng.normal(size=(inputs, 16)) / np.sqrt(MAX_DEPTH), rng.normal(0, 0.5, 16)
+    readout = shared_plus_own(rng, (16,))  # [T, 16]
+    own_in, own_out = rng.normal(size=(NUM_TASKS, inputs, 4)) / np.sqrt(MAX_DEPTH), rng.normal(size=(NUM_TASKS, 4))
+
+    def score(f):
+        x = choice_onehot(f)
+        shared = np.tanh(x @ shared_in + shared_bias) @ readout.T  # [N, T]
+        own = np.einsum("tnk,tk->nt", np.tanh(np.einsum("nd,tdk->tnk", x, own_in)), own_out)
+        return shared + 0.5 * own
+    return score
+
+
+def draw_rules(rng, count):
+    """`count` random threshold rules as rows (kind, a, b, c): kind 0 'layer a is present with heads choice >= b
+    and mlp choice >= c' (choices 0/1/2 from small to large), kind 1 'at least c layers use heads choice b',
+    kind 2 the same for the mlp choice, kind 3 'depth >= 10 + b'."""
+    kinds = rng.choice(4, size=count, p=[0.55, 0.2, 0.2, 0.05])
+    return np.stack([kinds, rng.integers(0, MAX_DEPTH, count), rng.integers(0, 3, count),
+                     rng.integers(2, 8, count)], axis=1)
+
+
+def fire_rules(f, rules):
+    """Which rules hold for each architecture: [N, R] of 0/1."""
+    fired = np.zeros((f.num, len(rules)))
+    for index, (kind, a, b, c) in enumerate(rules):
+        if kind == 0:
+            fired[:, index] = f.active[:, a] & (f.heads_choice[:, a] >= b) & (f.mlp_choice[:, a] >= min(c, 2))
+        elif kind in (1, 2):
+            choice = f.heads_choice if kind == 1 else f.mlp_choice
+            fired[:, index] = (choice == b).sum(1) >= c
+        else:
+            fired[:, index] = f.depth + 11 >= 10 + b
+    return fired
+
+
+def rules(rng):
+    """Sums of random threshold rules on layer positions and choice counts (see `draw_rules`): 20 rules shared by
+    every task (with shared-plus-own weights) and 10 rules of each task's own; step functions that no smooth or
+    per-layer additive model represents exactly."""
+    shared_rules, shared_weights = draw_rules(rng, 20), shared_plus_own(rng, (20,))  # [R, 4], [T, 20]
+    own_rules = [draw_rules(rng, 10) for _ in range(NUM_TASKS)]
+    own_weights = rng.normal(size=(NUM_TASKS, 10))
+
+    def score(f):
+        s = fire_rules(f, shared_rules) @ shared_weights.T
+        for task in range(NUM_TASKS):
+            s[:, task] += fire_rules(f, own_rules[task]) @ own_weights[task]
+        return s
+    return score
+
+
+def budget(rng):
+    """A score from the architecture's size, not its layout: parameter- and FLOP-like totals of the present layers
+    (attention ~ heads, mlp ~ ratio; FLOPs weight the layers by a per-task linear profile), mixed per task into one
+    cost in about [0.65, 1]; each task has its own optimal cost (too large is worse: non-monotone), a linear
+    reward for size and a small periodic bump: -((cost - optimum) / width)^2 + a cost + 0.15 sin(7 cost + phase)."""
+    attention_share = rng.uniform(0.25, 0.45, NUM_TASKS)
+    profile = np.linspace(rng.uniform(0.5, 1.5, NUM_TASKS), rng.uniform(0.5, 1.5, NUM_TASKS), MAX_DEPTH).T  # [T, 12]
+    flops_share = rng.uniform(0.2, 0.8, NUM_TASKS)
+    optimum = 0.85 + 0.05 * shared_plus_own(rng, ())
+    width = rng.uniform(0.08, 0.2, NUM_TASKS)
+    reward, phase = rng.uniform(0.5, 1.5, NUM_TASKS), rng.uniform(0, 2 * np.pi, NUM_TASKS)
+
+    def score(f):
+        heads = np.where(f.active, f.h + 11, 0.0) / 12
+        mlp = np.where(f.active, f.m * 0.5 + 3.5, 0.0) / 4
+        per_layer = attention_share[:, None, None] * heads[None] + (1 - attention_share)[:, None, None] * mlp[None]
+        params = per_layer.sum(-1) / MAX_DEPTH  # [T, N]
+        flops = (per_layer * profile[:, None, :]).sum(-1) / profile.sum(-1, keepdims=True)
+        cost = ((1 - flops_share)[:, None] * params + flops_share[:, None] * flops).T  # [N, T]
+        return -((cost - optimum) / width) ** 2 + reward * cost + 0.15 * np.sin(7 * cost + phase)
+    return score
+
+
+TASK_SPECIFIC_STRUCTURES = ("network", "rules", "budget", "interactions", "additive", "saturating", "depth", "mixed")
+
+
+def task_specific(rng):
+    """Tasks that correlate weakly, each with its own structure: task t takes its score from a different family
+    (a random assignment of `TASK_SPECIFIC_STRUCTURES`), standardised on a reference sample of the generator,
+    plus 0.6 times one common per-layer additive score (the weak shared part)."""
+    assignment = rng.permutation(len(TASK_SPECIFIC_STRUCTURES))
+    own = [FAMILIES[TASK_SPECIFIC_STRUCTURES[index]][0](np.random.default_rng([int(rng.integers(2 ** 31)), task]))
+           for task, index in enumerate(assignment)]
+    common = additive(rng)
+    reference = Features(sample_codes(2000, rng))
+    columns = [lambda f, task=task: own[task](f)[:, task] for task in range(NUM_TASKS)]
+    columns.append(lambda f: common(f)[:, 0])
+    location = np.array([column(reference).mean() for column in columns])
+    spread = np.array([column(reference).std() for column in columns])
+
+    def score(f):
+        standard = np.stack([column(f) for column in columns], axis=1)
+        standard = (standard - location) / spread  # [N, T + 1]
+        return standard[:, :NUM_TASKS] + 0.6 * standard[:, NUM_TASKS:]
+    return score
+
+
 # name -> (score family, noise level, noise distribution)
 FAMILIES = {
     "mixed": (mixed, "calibrated", "gaussian"),
@@ -201,6 +312,10 @@ FAMILIES = {
     "depth": (depth_returns, "calibrated", "gaussian"),
     "heavy-tailed": (additive, "calibrated", "student-t"),
     "noisy": (mixed, "doubled", "gaussian"),
+    "network": (network, "calibrated", "gaussian"),
+    "rules": (rules, "calibrated", "gaussian"),
+    "budget": (budget, "calibrated", "gaussian"),
+    "task-specific": (task_specific, "calibrated", "gaussian"),
 }
 
 

@@ -105,7 +105,7 @@ class CrossValidatedPredictor:
     """Multi-task predictor: `fit(codes, ranks [N, T])`, `predict(codes) -> scores [M, T]` (higher = higher rank)."""
 
     def __init__(self, families=DEFAULT_FAMILIES, folds=5, repeats=2, seed=0, multitask_shares=MULTITASK_SHARES,
-                 max_members=4, min_gain=0.002, progress=False):
+                 max_members=6, min_gain=0.0005, progress=False):
         self.families = tuple(families)
         self.folds, self.repeats, self.seed = folds, repeats, seed
         self.multitask_shares = tuple(multitask_shares)
