@@ -18,7 +18,7 @@ quiet_third_party()
 
 from ..config import ConfigError, load_config  # noqa: E402  (after the quiet set-up)
 from ..registry import TRAIN_RUNNERS  # noqa: E402
-from ..utils.cli import output_write_error, run_cli, writable_dir  # noqa: E402
+from ..utils.cli import output_write_error, run_cli, user_errors, writable_dir  # noqa: E402
 from ..utils.env import configure_threads, import_paddle  # noqa: E402
 
 DEFAULT_RUNNER = "allinone"  # Global.runner when the config names none
@@ -99,6 +99,7 @@ def train_or_evaluate(args, cfg):
     from .. import data  # noqa: F401  (registers the data sets)
     from ..engine.build import build_trainer, check_training_config, find_resume_checkpoint, step_class
     from ..engine.distributed import init_distributed
+    from ..engine.rank_failures import run_reporting_rank_failures
     from ..modeling import build_model
     from ..modeling.checkpoint import load_checkpoint
     from ..utils.env import configure_faiss_threads, resolve_device, seed_everything
@@ -136,7 +137,9 @@ def train_or_evaluate(args, cfg):
         cfg.dump(os.path.join(output_dir, "config.yaml"))
     logger.info("training %s on %s x %d process(es): iterations %d..%d, output %s", cfg.source, device, world_size,
                 trainer.iter, trainer.max_iter, output_dir)
-    trainer.train()
+    # with several ranks, one rank's error ends every rank with that error (not with a collective's time-out)
+    run_reporting_rank_failures(trainer.train, output_dir, rank, world_size, lambda: trainer.iter,
+                                lambda err: isinstance(err, user_errors()))
     return None
 
 
