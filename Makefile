@@ -47,4 +47,4 @@ bench: $(STAMP)
 	$(PY) bench/traffic_step.py --repeats 2
 
 clean:
-	rm -rf $(VENV) demo_output build *.egg-info
+	rm -rf $(VENV) demo_output moe_demo_output build *.egg-info

@@ -274,3 +274,38 @@ def test_eval_counts_out_of_range_are_refused(override, message):
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_evaluation_config(load_config("configs/allinone/tiny_eval.yaml", [override]))
+
+
+def component_names(node, path=""):
+    """(key path, value) of every string a config gives a component by: `name`, `type` and `runner` keys."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in ("name", "type", "runner") and isinstance(value, str):
+                yield where, value
+            else:
+                yield from component_names(value, where)
+    elif isinstance(node, (list, tuple)):
+        for position, value in enumerate(node):
+            yield from component_names(value, f"{path}[{position}]")
+
+
+@pytest.mark.parametrize("path", shipped_configs())
+def test_a_shipped_config_declares_the_plugin_of_every_component_it_names(path):
+    """A component registered by a package other than allinone must come from a module the config lists under
+    Global.plugins (or be named by its dotted path): in a checkout that is not installed nothing else imports it.
+    Statically, from the registries, because in this process every plugin is already imported."""
+    from allinone import registry
+    import oneforall.plugin  # noqa: F401  (every registry complete)
+
+    cfg = load_config(path)
+    declared = {module.split(".")[0] for module in cfg.get_path("Global.plugins", None) or []}
+    tables = [value for value in vars(registry).values() if isinstance(value, registry.Registry)]
+    undeclared = []
+    for where, name in component_names(cfg):
+        if "." in name:
+            continue  # a dotted name imports its own module
+        packages = {table.get(name).__module__.split(".")[0] for table in tables if name in table}
+        if packages and not packages & ({"allinone"} | declared):
+            undeclared.append(f"{where}: {name} (from {sorted(packages)})")
+    assert not undeclared, f"{path}: Global.plugins does not list the package of " + "; ".join(undeclared)
