@@ -135,11 +135,14 @@ def step_class(cfg, default):
 
 
 def build_step(cfg, default):
-    """The `Train.step` of `cfg` (registry STEPS; `default` names the step when the key is absent)."""
+    """The `Train.step` of `cfg` (the class `step_class` finds, built with the entry's other keys)."""
+    cls = step_class(cfg, default)
+    step = dict(cfg.Train.get("step") or {"name": default})
+    name = step.pop("name")
     try:
-        return STEPS.build(dict(cfg.Train.get("step") or {"name": default}))
+        return cls(**step)
     except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"Train.step in {cfg.source}: {err}") from None
+        raise ConfigError(f"Train.step in {cfg.source}: building STEPS '{name}': {err}") from None
 
 
 def training_hooks(cfg, evaluate_fn=None):
