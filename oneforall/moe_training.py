@@ -277,13 +277,6 @@ class TaskMoEStep(SimpleStep):
                 sum_task_over_world(params, *self.task_sizes[task], self.world_size)
 
     # -- checkpoints: a folder with one part per task, each written and read by a holder of it -----------------
-    def model_state(self, trainer):
-        """This rank's model state (sharded: the replicated entries and its own tasks' experts only)."""
-        return trainer.module.state_dict()
-
-    def optimizer_state(self, trainer):
-        return trainer.optimizer.state_dict()
-
     def checkpoint_parts(self, trainer, state):
         """Sharded: the replicated part (rank 0) and the parts of the tasks this rank is the source of
         (oneforall.expert_shards.checkpoint_parts); otherwise None (one file, by rank 0)."""
