@@ -53,8 +53,13 @@ def generate(out_dir, family, num_train, num_test, seed, ceiling_gain=TOOL.BEST_
     return train, truth
 
 
+def task_taus(truth, scores):
+    """Test tau per task [T] of scores [M, T]."""
+    return np.array([kendall_tau(truth.ranks[:, t], scores[:, t]) for t in range(len(TASKS))])
+
+
 def mean_tau(truth, scores):
-    return float(np.mean([kendall_tau(truth.ranks[:, t], scores[:, t]) for t in range(len(TASKS))]))
+    return float(np.mean(task_taus(truth, scores)))
 
 
 def family_row(family, seed, num_test, ceiling_gain):

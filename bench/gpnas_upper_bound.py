@@ -28,24 +28,20 @@ from sklearn.ensemble import HistGradientBoostingRegressor  # noqa: E402
 from sklearn.neural_network import MLPRegressor  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpnas import TOOL, generate, mean_tau  # noqa: E402
+from gpnas import TOOL, generate, mean_tau, task_taus  # noqa: E402
 
 from oneforall.gpnas import TASKS, build_predictor, encode, kendall_tau  # noqa: E402
 from oneforall.gpnas.models import normal_scores, targets_for, to_normal_scale  # noqa: E402
 from oneforall.gpnas.selection import DEFAULT_FAMILIES, MULTITASK_SHARES, blend, multitask_weights  # noqa: E402
 
 SKLEARN_CLASSES = {
-    "mlp": [lambda h=h, a=a: MLPRegressor(hidden_layer_sizes=h, alpha=a, max_iter=2000, early_stopping=False, random_state=0)
+    "mlp": [lambda h=h, a=a: MLPRegressor(hidden_layer_sizes=h, alpha=a, max_iter=2000, early_stopping=False,
+                                          random_state=0)
             for h in ((64,), (128, 64)) for a in (1e-2, 1.0)],
     "boosted-trees": [lambda d=d, n=n: HistGradientBoostingRegressor(max_depth=d, max_iter=n, learning_rate=0.05,
                                                                      random_state=0)
                       for d in (2, 4) for n in (200, 600)],
 }
-
-
-def task_taus(truth, scores):
-    """Test tau per task [T] of scores [M, T]."""
-    return np.array([kendall_tau(truth.ranks[:, t], scores[:, t]) for t in range(len(TASKS))])
 
 
 TOP_FOR_AVERAGES = 6

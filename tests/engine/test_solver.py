@@ -186,7 +186,8 @@ def test_a_param_group_pattern_that_matches_nothing_or_an_option_of_another_opti
     with pytest.raises(ConfigError, match=r"Momentum, which takes no \['beta1'\]"):
         build_optimizer(Config({**OPT.to_dict(), "beta1": 0.9}), tiny_model(), scheduler)
     with pytest.raises(ConfigError,
-                       match=r"Optimizer.name must be one of the registered .*'Adam'.*registered: \['AdamW', 'Momentum'\]"):
+                       match=r"Optimizer.name must be one of the registered .*'Adam'.*"
+                             r"registered: \['AdamW', 'Momentum'\]"):
         build_optimizer(Config({**OPT.to_dict(), "name": "Adam"}), tiny_model(), scheduler)
 
 
