@@ -291,8 +291,9 @@ def task_specific(rng):
     reference = Features(sample_codes(2000, rng))
     columns = [lambda f, task=task: own[task](f)[:, task] for task in range(NUM_TASKS)]
     columns.append(lambda f: common(f)[:, 0])
-    location = np.array([column(reference).mean() for column in columns])
-    spread = np.array([column(reference).std() for column in columns])
+    reference_scores = [column(reference) for column in columns]  # each column's generator run once
+    location = np.array([values.mean() for values in reference_scores])
+    spread = np.array([values.std() for values in reference_scores])
 
     def score(f):
         standard = np.stack([column(f) for column in columns], axis=1)
