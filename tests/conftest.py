@@ -6,6 +6,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_DIR = os.path.join(ROOT, "tests", "fixtures", "spec")
 sys.path.insert(0, os.path.join(ROOT, "tools"))  # tools/mini_datasets.py, the miniature-data generator
+sys.path.insert(0, os.path.join(ROOT, "tests", "engine"))  # engine_tools.py, the helpers shared by the tests
 # One MKL kernel choice for the test process and every process it launches: the entry points force MKL's AVX2
 # kernels on AMD CPUs (allinone.utils.env.configure_mkl_kernels) only in processes that set threads before importing
 # paddle, so a launched run and an in-process reference could otherwise differ in the last bits. An empty value
@@ -49,17 +50,11 @@ def launch(tmp_path):
     """`launch(script, *args, pythonpath=())`: run `script` under Paddle's launcher as 2 CPU processes (gloo), one
     thread each, outside any launched job the tests themselves run in; fails the test with the workers' logs when
     the launch fails. Returns the CompletedProcess."""
-    import subprocess
+    from engine_tools import launch_script  # (imports paddle: only when a test asks for this fixture)
 
     def run(script, *args, pythonpath=()):
         env = {key: value for key, value in os.environ.items() if not key.startswith("PADDLE_")}
         env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([ROOT, *map(str, pythonpath)]))
-        log_dir = tmp_path / "launch_log"
-        result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-                                 "--log_dir", str(log_dir), str(script), *map(str, args)],
-                                cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-        logs = "".join(p.read_text() for p in log_dir.glob("*") if p.is_file()) if log_dir.is_dir() else ""
-        assert result.returncode == 0, (result.stdout + result.stderr + logs)[-4000:]
-        return result
+        return launch_script(script, args, env, tmp_path, tmp_path / "launch_log")
 
     return run

@@ -25,6 +25,18 @@ def tool_env(mini_root, threads=1):
     return env
 
 
+def launch_script(script, args, env, cwd, log_dir, nproc=2, timeout=300):
+    """`script` with `args` under Paddle's launcher as `nproc` CPU processes (logs in `log_dir`); fails the test
+    with the launcher's output and the workers' logs when the launch fails. Returns the CompletedProcess."""
+    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+                             "--log_dir", str(log_dir), str(script), *map(str, args)],
+                            cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout)
+    logs = "".join(open(os.path.join(log_dir, name), errors="replace").read() for name in sorted(os.listdir(log_dir))
+                   if os.path.isfile(os.path.join(log_dir, name))) if os.path.isdir(log_dir) else ""
+    assert result.returncode == 0, (result.stdout + result.stderr + logs)[-4000:]
+    return result
+
+
 def run_train(config, output_dir, mini_root, *args, timeout=300):
     """tools/train.py in its own process; returns the CompletedProcess (stdout and stderr captured)."""
     cmd = [PYTHON, os.path.join(ROOT, "tools", "train.py"), "-c", config, "-o", f"Global.output_dir={output_dir}",

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from engine_tools import PYTHON, ROOT, model_state, run_train, tool_env, user_error_code
+from engine_tools import ROOT, launch_script, model_state, run_train, tool_env, user_error_code
 
 # What makes the 1- and 2-process runs comparable: each rank's loss is a mean over its half of the same global batch,
 # so DataParallel's gradient average equals the 1-process gradient of the mean over the whole batch. That holds for
@@ -75,10 +75,7 @@ def test_ranks_log_the_average_of_their_losses_and_a_non_finite_loss_on_one_rank
     """Rank 1's batch at iteration 3 holds a NaN: both ranks must stop there with the error (a rank that went on
     would hang in the next step's collective; the timeout turns that into a failure)."""
     worker = os.path.join(ROOT, "tests", "engine", "rank_losses_worker.py")
-    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-                             "--log_dir", str(tmp_path / "launch_log"), worker, str(tmp_path), "3"],
-                            cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    launch_script(worker, [tmp_path, "3"], tool_env(mini_root), ROOT, tmp_path / "launch_log", timeout=240)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     for r in ranks:
@@ -95,10 +92,8 @@ def test_a_sandwich_step_over_two_processes_keeps_the_ranks_weights_identical(tm
     """The passes before the last skip DataParallel's gradient all-reduce (no_sync); the last one must average the
     accumulated gradients, or the ranks, which see different data, drift apart."""
     worker = os.path.join(ROOT, "tests", "engine", "rank_losses_worker.py")
-    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-                             "--log_dir", str(tmp_path / "launch_log"), worker, str(tmp_path), "-1", "SandwichStep"],
-                            cwd=ROOT, env=tool_env(mini_root), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    launch_script(worker, [tmp_path, "-1", "SandwichStep"], tool_env(mini_root), ROOT, tmp_path / "launch_log",
+                  timeout=240)
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert ranks[0]["error"] is None and len(ranks[0]["logged"]) == 4
     assert len(ranks[0]["local"]) == 8  # two passes per iteration

@@ -8,6 +8,7 @@ import pytest
 
 from allinone.config import ConfigError, load_config
 from allinone.evaluation.suite import prepare, select_test_sets
+from engine_tools import launch_script  # (tests/engine, on the path by tests/conftest.py)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(REPO, "evaluation_script.py")
@@ -215,14 +216,8 @@ def test_two_ranks_sharing_each_test_set_give_the_metrics_of_one_process(full_ru
     output = tmp_path / "metrics.json"
     env = dict(os.environ, FASTREID_DATASETS=str(mini_root), OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    done = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                           str(tmp_path / "log"), os.path.join(REPO, "tests", "evaluation", "distributed_eval.py"),
-                           tiny_weights, str(output)], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                          timeout=300)
-    log_dir = tmp_path / "log"
-    logs = "".join((log_dir / name).read_text(errors="replace")[-2000:] for name in sorted(os.listdir(log_dir))
-                   ) if log_dir.is_dir() else ""
-    assert done.returncode == 0, (done.stderr + logs)[-4000:]
+    launch_script(os.path.join(REPO, "tests", "evaluation", "distributed_eval.py"), [tiny_weights, output], env,
+                  tmp_path, tmp_path / "log")
     with open(output, encoding="utf-8") as f:
         result = json.load(f)
     assert result["world_size"] == 2

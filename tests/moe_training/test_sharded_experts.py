@@ -19,7 +19,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "engine"))
-from engine_tools import PYTHON, model_state, run_train, tool_env  # noqa: E402
+from engine_tools import launch_script, model_state, run_train, tool_env  # noqa: E402
 from test_moe_training import SMALL, TINY, comparable_config  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shard_worker.py")
@@ -44,12 +44,7 @@ def runs(oneforall_root, tmp_path_factory):
 
 
 def launch_workers(nproc, out, config, root, *overrides):
-    result = subprocess.run([PYTHON, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc), "--log_dir",
-                             str(out / "launch_log"), WORKER, str(out), config, *overrides],
-                            cwd=ROOT, env=tool_env(root), capture_output=True, text=True, timeout=300)
-    logs = "".join(open(os.path.join(out / "launch_log", name)).read()[-2000:]
-                   for name in sorted(os.listdir(out / "launch_log")) if name.startswith("workerlog"))
-    assert result.returncode == 0, logs
+    launch_script(WORKER, [out, config, *overrides], tool_env(root), ROOT, out / "launch_log", nproc=nproc)
     return {rank: json.loads((out / f"rank{rank}.json").read_text()) for rank in range(nproc)}
 
 
